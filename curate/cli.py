@@ -1,0 +1,257 @@
+"""The `curate` command line (SPEC §4–6): ingest, pairs, triplets, rank, select, sql, export, scorers, demo.
+
+Heavy modules (polars, duckdb) are imported inside the commands so `curate --help` stays fast.
+"""
+
+from __future__ import annotations
+
+import json
+import sys
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+from typing import TYPE_CHECKING, Annotated, Optional
+
+import typer
+from rich.table import Table as RichTable
+
+from curate.console import err_console, out_console, print_frame, print_step, spinner
+
+if TYPE_CHECKING:  # pragma: no cover
+    from curate.steps import Build
+
+app = typer.Typer(
+    name="curate",
+    help="Turn sampled LLM responses into weighted and ranked preference datasets.",
+    no_args_is_help=True,
+    add_completion=False,
+    pretty_exceptions_enable=False,
+)
+
+Output = Annotated[Path, typer.Option("--output", "-o", help="Output file (.parquet/.jsonl) or folder (--format hf).")]
+Format = Annotated[Optional[str], typer.Option("--format", "-f", help="parquet | jsonl | hf (default: from the extension).")]
+Dedup = Annotated[bool, typer.Option("--dedup", help="Drop duplicate (prompt_id, response, model) rows, keeping the first.")]
+DropInvalid = Annotated[
+    bool, typer.Option("--drop-invalid", help="Drop rows with empty text or non-finite numbers instead of failing (counted).")
+]
+
+
+@contextmanager
+def guarded() -> Iterator[None]:
+    """Turn user-facing errors into one paragraph on stderr and exit code 2 (outputs are written atomically)."""
+    import polars as pl
+
+    from curate.errors import CurateError
+
+    try:
+        yield
+    except CurateError as exc:
+        err_console.print(f"[bold red]error:[/] {exc}", highlight=False, soft_wrap=True)
+        raise typer.Exit(2) from None
+    except (pl.exceptions.PolarsError, OSError) as exc:
+        err_console.print(f"[bold red]error:[/] {type(exc).__name__}: {exc}", highlight=False, soft_wrap=True)
+        raise typer.Exit(2) from None
+
+
+def parse_params(items: list[str]) -> dict[str, object]:
+    """`key=value` strings to a dict; values parse as JSON when they can (numbers, true/false), else text."""
+    from curate.errors import CurateError
+
+    params: dict[str, object] = {}
+    for item in items:
+        key, sep, value = item.partition("=")
+        if not sep or not key:
+            raise CurateError(f"--param {item!r} is not key=value.")
+        try:
+            params[key] = json.loads(value)
+        except json.JSONDecodeError:
+            params[key] = value
+    return params
+
+
+def step_cli(name: str, params: dict, src: Path, kind: str | None, build: "Build", output: Path, fmt: str | None, **read_opts: bool):
+    """Run a step (curate.steps.run_step) and print what it did."""
+    from curate.steps import run_step
+
+    step = run_step(name, params, src, kind, build, output, fmt, **read_opts)
+    print_step(step, output)
+    return step
+
+
+@app.command()
+def ingest(samples: Path, output: Output, fmt: Format = None, dedup: Dedup = False, drop_invalid: DropInvalid = False) -> None:
+    """Validate a samples file (adding prompt_id and model when absent) and write it."""
+    with guarded():
+        params = {"dedup": dedup, "drop_invalid": drop_invalid}
+        step_cli("ingest", params, samples, "samples", lambda f, s: f, output, fmt, dedup=dedup, drop_invalid=drop_invalid)
+
+
+@app.command()
+def pairs(
+    samples: Path,
+    output: Output,
+    strategy: Annotated[str, typer.Option(help="best-of-n2 | correct-vs-incorrect | best-vs-worst | all")] = "best-of-n2",
+    by: Annotated[Optional[str], typer.Option(help="Column or scorer output that ranks candidate pairs.")] = None,
+    k: Annotated[int, typer.Option("--k", "--pairs-per-prompt", help="Pairs kept per prompt.")] = 1,
+    seed: Annotated[int, typer.Option(help="Seed for random choices.")] = 0,
+    param: Annotated[list[str], typer.Option("--param", help="Scorer parameter key=value (repeatable).")] = [],  # noqa: B006
+    fmt: Format = None,
+    dedup: Dedup = False,
+    drop_invalid: DropInvalid = False,
+) -> None:
+    """Build preference pairs (TRL prompt/chosen/rejected + weight) from samples."""
+    with guarded():
+        from curate.pairing import pairs as build_pairs
+
+        extra = parse_params(param)
+        params = {"strategy": strategy, "by": by, "k": k, "seed": seed, **extra}
+
+        def build(frame, step):
+            return build_pairs(frame, strategy=strategy, by=by, k=k, seed=seed, step=step, **extra)
+
+        step_cli("pairs", params, samples, "samples", build, output, fmt, dedup=dedup, drop_invalid=drop_invalid)
+
+
+@app.command()
+def triplets(
+    samples: Path,
+    output: Output,
+    target_model: Annotated[str, typer.Option(help="The model being trained; all others are source models.")],
+    rejected_from: Annotated[str, typer.Option(help="target (the paper's recipe) | any (fallback: one response per model)")] = "target",
+    fmt: Format = None,
+    dedup: Dedup = False,
+    drop_invalid: DropInvalid = False,
+) -> None:
+    """Build WRPO triplets: best source response, best and worst target response."""
+    with guarded():
+        from curate.wrpo import triplets as build_triplets
+
+        params = {"target_model": target_model, "rejected_from": rejected_from}
+
+        def build(frame, step):
+            return build_triplets(frame, target_model, rejected_from=rejected_from, step=step)
+
+        step = step_cli("triplets", params, samples, "samples", build, output, fmt, dedup=dedup, drop_invalid=drop_invalid)
+        if step.rows_out == 0:
+            err_console.print("[yellow]warning:[/] no triplet could be formed; see the drop reasons above.", highlight=False)
+
+
+@app.command()
+def rank(
+    samples: Path,
+    output: Output,
+    min_responses: Annotated[int, typer.Option(help="Drop prompts with fewer graded responses.")] = 2,
+    max_responses: Annotated[Optional[int], typer.Option(help="Keep only the top N of each list.")] = None,
+    fmt: Format = None,
+    dedup: Dedup = False,
+    drop_invalid: DropInvalid = False,
+) -> None:
+    """Build ranked lists (best first) per prompt for Multi-DPO."""
+    with guarded():
+        from curate.ranking import rank as build_ranked
+
+        params = {"min_responses": min_responses, "max_responses": max_responses}
+
+        def build(frame, step):
+            return build_ranked(frame, min_responses=min_responses, max_responses=max_responses, step=step)
+
+        step_cli("rank", params, samples, "samples", build, output, fmt, dedup=dedup, drop_invalid=drop_invalid)
+
+
+@app.command()
+def select(
+    table_path: Annotated[Path, typer.Argument(metavar="IN", help="A pairs/triplets/ranked/samples table.")],
+    output: Output,
+    where: Annotated[Optional[str], typer.Option(help="SQL predicate evaluated by DuckDB, e.g. \"reward_margin > 1\".")] = None,
+    top: Annotated[Optional[float], typer.Option(help="Keep this fraction of rows with the highest --by.")] = None,
+    top_k: Annotated[Optional[int], typer.Option(help="Keep this many rows with the highest --by.")] = None,
+    by: Annotated[Optional[str], typer.Option(help="Column that ranks rows for --top/--top-k.")] = None,
+    per_prompt: Annotated[bool, typer.Option(help="Apply --top/--top-k within each prompt.")] = False,
+    weight: Annotated[Optional[str], typer.Option(help="Copy this column into `weight`.")] = None,
+    normalize_weights: Annotated[Optional[str], typer.Option(help="mean: rescale weights to mean 1.")] = None,
+    fmt: Format = None,
+) -> None:
+    """Filter and rank rows, and set weights; every dropped row is counted with its reason."""
+    with guarded():
+        from curate.selection import select as run_select
+
+        params = {"where": where, "top": top, "top_k": top_k, "by": by, "per_prompt": per_prompt, "weight": weight, "normalize_weights": normalize_weights}
+        step_cli("select", params, table_path, None, lambda f, s: run_select(f, step=s, **params), output, fmt)
+
+
+@app.command()
+def sql(
+    query: str,
+    samples: Annotated[Optional[Path], typer.Option(help="File registered as the view `samples`.")] = None,
+    pairs_file: Annotated[Optional[Path], typer.Option("--pairs", help="File registered as the view `pairs`.")] = None,
+    triplets_file: Annotated[Optional[Path], typer.Option("--triplets", help="File registered as the view `triplets`.")] = None,
+    ranked: Annotated[Optional[Path], typer.Option(help="File registered as the view `ranked`.")] = None,
+    output: Annotated[Optional[Path], typer.Option("--output", "-o", help="Write the result here instead of printing it.")] = None,
+    fmt: Format = None,
+    limit: Annotated[int, typer.Option(help="Rows to print.")] = 50,
+) -> None:
+    """Run a DuckDB SQL query over the given files (views samples, pairs, triplets, ranked)."""
+    with guarded():
+        from curate.io import write
+        from curate.report import Lineage, Step
+        from curate.sql import run
+
+        with spinner("running SQL"):
+            df, lineage = run(query, samples=samples, pairs=pairs_file, triplets=triplets_file, ranked=ranked)
+        if output is None:
+            print_frame(df, limit)
+            return
+        step = Step("sql", params={"query": query}, inputs=[str(p) for p in (samples, pairs_file, triplets_file, ranked) if p])
+        step.rows_out = df.height
+        write(df, output, fmt, lineage=Lineage(sources=lineage.sources, steps=[*lineage.steps, step]))
+        print_step(step, output)
+
+
+@app.command()
+def export(
+    table_path: Annotated[Path, typer.Argument(metavar="IN", help="A samples/pairs/triplets/ranked table.")],
+    output: Output,
+    fmt: Format = None,
+    trl: Annotated[bool, typer.Option(help="Keep only TRL DPOTrainer columns (prompt, chosen, rejected, ref logps, weight).")] = False,
+) -> None:
+    """Export a table to parquet, jsonl or an HF datasets folder with a dataset card."""
+    with guarded():
+        from curate.export import export as run_export
+
+        with spinner(f"exporting {output}"):
+            done = run_export(table_path, output, fmt, trl=trl)
+        err_console.print(f"wrote [bold]{done.path}[/] ({done.format}, {done.rows:,} rows)", highlight=False)
+
+
+@app.command("scorers")
+def list_scorers() -> None:
+    """List the registered scorers: name, level, required columns, produced columns, citation."""
+    with guarded():
+        import scorers as registry_pkg
+
+        t = RichTable(title="registered scorers", title_justify="left")
+        for col in ("name", "level", "requires", "produces", "citation"):
+            t.add_column(col, overflow="fold")
+        for name, cls in sorted(registry_pkg.registry().items()):
+            t.add_row(name, cls.level, ", ".join(cls.requires), ", ".join(cls.produces), cls.citation)
+        out_console.print(t)
+
+
+@app.command()
+def demo(
+    out: Annotated[Path, typer.Option("--out", help="Folder for the demo outputs.")] = Path("curate-demo"),
+    data: Annotated[Optional[Path], typer.Option(help="Samples file (default: the bundled GSM8K 6-system data).")] = None,
+) -> None:
+    """Run the main job on bundled data: validate, pair correct-vs-incorrect, select, export TRL jsonl + HF folder."""
+    with guarded():
+        from curate.demo import run_demo
+
+        run_demo(out, data, console=out_console)
+
+
+def main() -> None:
+    app()
+
+
+if __name__ == "__main__":  # pragma: no cover
+    sys.exit(main())

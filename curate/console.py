@@ -1,0 +1,68 @@
+"""Terminal output shared by the CLI and the demo: consoles, a progress spinner, step and table printing."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+from rich.console import Console
+from rich.table import Table as RichTable
+
+if TYPE_CHECKING:  # pragma: no cover
+    import polars as pl
+
+    from curate.report import Step
+
+out_console = Console()
+err_console = Console(stderr=True)
+
+
+@contextmanager
+def spinner(what: str) -> Iterator[None]:
+    """A progress line with elapsed time on stderr while a long step runs."""
+    from rich.progress import Progress, SpinnerColumn, TextColumn, TimeElapsedColumn
+
+    columns = (SpinnerColumn(), TextColumn("{task.description}"), TimeElapsedColumn())
+    with Progress(*columns, console=err_console, transient=True, disable=not err_console.is_terminal) as p:
+        p.add_task(what, total=None)
+        yield
+
+
+def print_step(step: "Step", output: Path | str | None, console: Console = err_console) -> None:
+    """What a step did: rows in, each drop reason with its count, rows out, warnings, and where it wrote."""
+    t = RichTable(title=f"curate {step.name}", show_header=True, title_justify="left")
+    t.add_column("what")
+    t.add_column("count", justify="right")
+    if step.rows_in is not None:
+        t.add_row("rows in", f"{step.rows_in:,}")
+    for reason, n in step.dropped.items():
+        t.add_row(f"dropped: {reason}", f"{n:,}")
+    if step.rows_out is not None:
+        t.add_row("rows out", f"{step.rows_out:,}")
+    console.print(t)
+    for w in step.warnings:
+        console.print(f"[yellow]warning:[/] {w}", highlight=False)
+    if output is not None:
+        console.print(f"wrote [bold]{output}[/]", highlight=False)
+
+
+def print_frame(df: "pl.DataFrame", limit: int = 50, console: Console = out_console, title: str | None = None) -> None:
+    """Print a DataFrame as a rich table (long text cut to one line)."""
+    t = RichTable(show_header=True, title=title, title_justify="left")
+    for name, dtype in df.schema.items():
+        t.add_column(f"{name}\n[dim]{dtype}[/]", justify="right" if dtype.is_numeric() else "left", overflow="ellipsis", max_width=48)
+    for row in df.head(limit).iter_rows():
+        t.add_row(*[_cell(v) for v in row])
+    console.print(t)
+    shown = f"; showing {limit}, use --limit or -o" if df.height > limit else ""
+    console.print(f"({df.height:,} rows{shown})")
+
+
+def _cell(v: object) -> str:
+    if v is None:
+        return "null"
+    if isinstance(v, float):
+        return f"{v:.6g}"
+    return str(v).replace("\n", " ")[:200]

@@ -1,0 +1,47 @@
+"""Ranked multi-response lists for Multi-DPO (seed 004, arXiv 2412.07812; FORMULAS B)."""
+
+from __future__ import annotations
+
+import polars as pl
+
+from curate.errors import CurateError, SchemaError
+from curate.report import Step
+from curate.roles import KEY, PROMPT_ORDER, finish, with_row_numbers
+
+RANKED_ORDER = ("prompt_id", "prompt", "responses", "rewards", "models", "ref_logps", "logps", "n_tokens", "weight")
+_LISTS = {"response": "responses", "reward": "rewards", "model": "models", "ref_logp": "ref_logps", "logp": "logps", "n_tokens": "n_tokens"}
+
+
+def rank(samples: pl.LazyFrame, *, min_responses: int = 2, max_responses: int | None = None, step: Step | None = None) -> pl.LazyFrame:
+    """One row per prompt: its graded responses sorted by reward, best first (ties keep input order).
+
+    Prompts with fewer than `min_responses` graded responses are dropped and counted; `max_responses`
+    keeps only the top of each list.
+    """
+    if min_responses < 2:
+        raise CurateError(f"min_responses must be at least 2 (got {min_responses}).")
+    if max_responses is not None and max_responses < min_responses:
+        raise CurateError(f"max_responses ({max_responses}) is below min_responses ({min_responses}).")
+    names = samples.collect_schema().names()
+    if "reward" not in names:
+        raise SchemaError("ranking needs a `reward` column", column="reward", hint="Run `curate reward` first.")
+    rows = with_row_numbers(samples)
+    graded = rows.filter(pl.col("reward").is_not_null())
+    lists = []
+    for src, dst in _LISTS.items():
+        if src in names:
+            ranked = pl.col(src).sort_by(["reward", "__row"], descending=[True, False])
+            lists.append((ranked.head(max_responses) if max_responses else ranked).alias(dst))
+    out = graded.group_by(KEY).agg(pl.col("prompt").first(), pl.col(PROMPT_ORDER).first(), pl.len().alias("__n"), *lists)
+    if step is not None:
+        n_null, n_prompts, n_short = pl.collect_all(
+            [
+                rows.select(pl.col("reward").is_null().sum()),
+                rows.select(pl.col(KEY).n_unique()),
+                out.filter(pl.col("__n") >= min_responses).select(pl.len()),
+            ]
+        )
+        step.drop("responses with null reward (ungraded)", n_null.item())
+        step.drop(f"prompts with fewer than {min_responses} graded responses", n_prompts.item() - n_short.item())
+    out = out.filter(pl.col("__n") >= min_responses).with_columns(pl.lit(1.0).alias("weight"))
+    return finish(out, RANKED_ORDER, [PROMPT_ORDER])

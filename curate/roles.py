@@ -1,0 +1,85 @@
+"""Renaming sample columns to the per-response columns of `pairs`/`triplets` (SPEC §2.2–2.3).
+
+A response plays a role (`chosen`, `rejected`, `chosen_target`): `response` becomes the role's name,
+`logp` becomes `{role}_logps`, `ref_logp` becomes `ref_{role}_logps` (TRL's names), and every other
+per-response column `c` becomes `{role}_{c}`. Prompt-level columns are shared, not duplicated.
+"""
+
+from __future__ import annotations
+
+import polars as pl
+
+import scorers
+
+ROW = "__row"  # internal: the response's row number in the samples table (deterministic tie-breaks)
+PROMPT_ORDER = "__prompt_order"  # internal: first row number of the prompt (outputs follow input order)
+KEY = "prompt_id"
+_ALWAYS_SHARED = ("prompt", "gold", PROMPT_ORDER)
+
+# SPEC §2.2 column order; scorer and extra columns follow.
+PAIR_ORDER = (
+    "prompt_id", "prompt", "chosen", "rejected", "chosen_model", "rejected_model", "chosen_reward",
+    "rejected_reward", "chosen_correct", "rejected_correct", "chosen_logps", "rejected_logps",
+    "ref_chosen_logps", "ref_rejected_logps", "chosen_n_tokens", "rejected_n_tokens", "weight",
+)  # fmt: skip
+TRIPLET_ORDER = (
+    "prompt_id", "prompt", "chosen", "chosen_target", "rejected", "chosen_reward", "chosen_target_reward",
+    "rejected_reward", "chosen_model", "chosen_target_model", "rejected_model", "ref_chosen_logps",
+    "ref_chosen_target_logps", "ref_rejected_logps", "weight",
+)  # fmt: skip
+
+
+def shared_columns(names: list[str]) -> list[str]:
+    """Columns that describe the prompt, not the response: carried once per pair."""
+    prompt_level = {c for cls in scorers.registry().values() if cls.level == "prompt" for c in cls.produces}
+    return [c for c in names if c in _ALWAYS_SHARED or c in prompt_level]
+
+
+def role_name(column: str, role: str) -> str:
+    """The name a samples column takes when its response plays `role`."""
+    if column == "response":
+        return role
+    if column == "logp":
+        return f"{role}_logps"
+    if column == "ref_logp":
+        return f"ref_{role}_logps"
+    if column.startswith("__"):  # internal columns stay internal
+        return f"__{role}_{column[2:]}"
+    return f"{role}_{column}"
+
+
+def as_role(frame: pl.LazyFrame, role: str, *, keep_shared: bool) -> pl.LazyFrame:
+    """Rename a samples frame's response columns for `role`; keep the key and, if asked, the shared columns."""
+    names = frame.collect_schema().names()
+    shared = set(shared_columns(names))
+    exprs = [pl.col(KEY)]
+    for c in names:
+        if c == KEY:
+            continue
+        if c in shared:
+            if keep_shared:
+                exprs.append(pl.col(c))
+        else:
+            exprs.append(pl.col(c).alias(role_name(c, role)))
+    return frame.select(exprs)
+
+
+def with_row_numbers(samples: pl.LazyFrame) -> pl.LazyFrame:
+    """Add the internal row number and the prompt's first row number (for input-ordered outputs)."""
+    return samples.with_row_index(ROW).with_columns(
+        pl.col(ROW).cast(pl.Int64), pl.col(ROW).min().over(KEY).cast(pl.Int64).alias(PROMPT_ORDER)
+    )
+
+
+def rank_within(keys: list[str], descending: list[bool]) -> pl.Expr:
+    """0-based rank of each row within its prompt by `keys` (numeric; `descending` per key)."""
+    order = [(-pl.col(k).cast(pl.Float64)) if d else pl.col(k) for k, d in zip(keys, descending, strict=True)]
+    return pl.int_range(pl.len()).over(KEY, order_by=order)
+
+
+def finish(frame: pl.LazyFrame, order: tuple[str, ...], sort_by: list[str], descending: list[bool] | None = None) -> pl.LazyFrame:
+    """Sort explicitly (the streaming engine keeps no order), drop internal columns, put SPEC columns first."""
+    frame = frame.sort(sort_by, descending=descending or False, maintain_order=True)
+    names = [c for c in frame.collect_schema().names() if not c.startswith("__")]
+    first = [c for c in order if c in names]
+    return frame.select(first + [c for c in names if c not in first])

@@ -1,0 +1,65 @@
+"""SQL over curate tables with DuckDB (SPEC §5): views `samples`, `pairs`, `triplets`, `ranked` plus scorer macros."""
+
+from __future__ import annotations
+
+import os
+from typing import Any
+
+import polars as pl
+import pyarrow as pa
+
+from curate.errors import CurateError
+from curate.io import scan
+from curate.report import Lineage
+
+VIEWS = ("samples", "pairs", "triplets", "ranked")
+TableLike = str | os.PathLike | pl.LazyFrame | pl.DataFrame | pa.Table
+
+
+def connect(**tables: TableLike | None) -> tuple[Any, Lineage]:
+    """One DuckDB connection with each given table registered as a view (zero-copy from Arrow/Polars).
+
+    Files are scanned, not validated, so SQL can also repair a table that fails validation.
+    Returns the connection and the merged lineage of the files.
+    """
+    import duckdb
+
+    from scorers.base import sql_macros
+
+    con = duckdb.connect()
+    lineage = Lineage()
+    for name, table in tables.items():
+        if table is None:
+            continue
+        if not name.isidentifier():
+            raise CurateError(f"table name {name!r} is not a valid SQL identifier.")
+        if isinstance(table, (str, os.PathLike)):
+            frame, file_lineage = scan(table)
+            lineage = lineage.merged(file_lineage)
+            table = frame
+        con.register(name, table)
+    for macro in sql_macros():
+        con.execute(macro)
+    return con, lineage
+
+
+def sql(query: str, **tables: TableLike | None) -> pl.DataFrame:
+    """Run `query` in DuckDB over the given tables (e.g. `samples=`, `pairs=`) and return a Polars DataFrame."""
+    return run(query, **tables)[0]
+
+
+def run(query: str, **tables: TableLike | None) -> tuple[pl.DataFrame, Lineage]:
+    """Like `sql`, also returning the lineage of the input files."""
+    import duckdb
+
+    con, lineage = connect(**tables)
+    try:
+        result = con.sql(query)
+        if result is None:
+            raise CurateError("the SQL statement returned no rows (use a SELECT query).")
+        return result.pl(), lineage
+    except duckdb.Error as exc:
+        names = ", ".join(k for k, v in tables.items() if v is not None) or "(none)"
+        raise CurateError(f"SQL error: {exc} (registered views: {names}).") from exc
+    finally:
+        con.close()

@@ -1,0 +1,91 @@
+"""WRPO triplets (seed 002, arXiv 2412.03187; FORMULAS B): best source response, best and worst target response."""
+
+from __future__ import annotations
+
+import polars as pl
+
+from curate.errors import CurateError, SchemaError
+from curate.report import Step
+from curate.roles import KEY, PROMPT_ORDER, TRIPLET_ORDER, as_role, finish, rank_within, with_row_numbers
+
+REJECTED_FROM = ("target", "any")
+
+
+def _first(order: list[str], descending: list[bool]) -> pl.Expr:
+    return rank_within(order, descending) == 0
+
+
+def triplets(
+    samples: pl.LazyFrame,
+    target_model: str,
+    *,
+    rejected_from: str = "target",
+    step: Step | None = None,
+) -> pl.LazyFrame:
+    """Build WRPO triplets: y_ws = highest-reward source response, y_wt / y_l = highest / lowest-reward target response.
+
+    Source models are all models but `target_model`. `rejected_from="any"` takes y_l as the lowest-reward
+    response of any model below y_wt, for data with one response per model (off-policy y_l: a fallback,
+    not the paper's recipe). Reward ties go to the response that comes first in the input.
+    """
+    if rejected_from not in REJECTED_FROM:
+        raise CurateError(f"rejected_from must be one of {', '.join(REJECTED_FROM)} (got {rejected_from!r}).")
+    names = samples.collect_schema().names()
+    if "reward" not in names:
+        raise SchemaError("WRPO triplets rank responses by `reward`, which the samples do not have", column="reward", hint="Run `curate reward` first.")
+    per_model = (
+        samples.group_by("model")
+        .agg(pl.len().alias("n"), pl.col("reward").is_not_null().sum().alias("graded"))
+        .sort("model")
+        .collect()
+    )
+    graded_models = per_model.filter(pl.col("graded") > 0)["model"].to_list()
+    target = per_model.filter(pl.col("model") == target_model)
+    if target.height == 0:
+        raise CurateError(
+            f"target model {target_model!r} does not occur in the samples; models present: {', '.join(per_model['model'].to_list())}."
+        )
+    if target["graded"].item() == 0:
+        raise CurateError(
+            f"target model {target_model!r} has no rewards ({target['n'].item()} responses, every `reward` is null), "
+            f"so its best and worst responses cannot be chosen. Run `curate reward` on its responses, or pick a graded "
+            f"target: {', '.join(m for m in graded_models if m != target_model)}."
+        )
+
+    rows = with_row_numbers(samples)
+    graded = rows.filter(pl.col("reward").is_not_null())
+    is_target = pl.col("model") == target_model
+    source = graded.filter(~is_target)
+    tgt = graded.filter(is_target)
+    best_source = source.filter(_first(["reward", "__row"], [True, False]))
+    best_target = tgt.filter(_first(["reward", "__row"], [True, False]))
+    pool = tgt if rejected_from == "target" else graded
+    worst = pool.filter(_first(["reward", "__row"], [False, False]))
+
+    out = (
+        as_role(best_source, "chosen", keep_shared=True)
+        .join(as_role(best_target, "chosen_target", keep_shared=False), on=KEY, how="inner")
+        .join(as_role(worst, "rejected", keep_shared=False), on=KEY, how="inner")
+    )
+    valid = pl.col("rejected_reward") < pl.col("chosen_target_reward")
+    if step is not None:
+        n_prompts, n_src, n_tgt, n_bad = pl.collect_all(
+            [
+                rows.select(pl.col(KEY).n_unique()),
+                best_source.select(pl.len()),
+                best_target.select(pl.len()),
+                out.filter(~valid).select(pl.len()),
+            ]
+        )
+        n_prompts, n_src, n_tgt, n_bad = n_prompts.item(), n_src.item(), n_tgt.item(), n_bad.item()
+        step.drop("prompts with no graded source-model response", n_prompts - n_src)
+        step.drop(f"prompts with no graded {target_model} response", n_prompts - n_tgt)
+        why = (
+            f"prompts where {target_model} has no two responses with different rewards (WRPO needs several target samples; "
+            "--rejected-from any takes y_l from any model)"
+            if rejected_from == "target"
+            else f"prompts where no response scores below the best {target_model} response"
+        )
+        step.drop(why, n_bad)
+    out = out.filter(valid).with_columns(pl.lit(1.0).alias("weight"))
+    return finish(out, TRIPLET_ORDER, [PROMPT_ORDER])

@@ -1,0 +1,170 @@
+"""The Scorer protocol, the registry, and `score()` (SPEC §3).
+
+A scorer adds its `produces` columns to a LazyFrame and keeps every row. Built-ins register with
+`@register("name")`; third-party packages expose Scorer subclasses in the entry-point group
+`curate.scorers` (``[project.entry-points."curate.scorers"] my_scorer = "pkg.mod:MyScorer"``).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from collections.abc import Iterable
+from importlib.metadata import entry_points
+from typing import Any, ClassVar
+
+import polars as pl
+
+from scorers.errors import CurateError, SchemaError
+
+ENTRY_POINT_GROUP = "curate.scorers"
+LEVELS = ("response", "prompt", "pair")
+
+# The command that adds a column a scorer may need, for the "missing column" hint.
+PRODUCED_BY = {
+    "reward": "`curate reward`",
+    "correct": "`curate verify`",
+    "answer": "`curate verify`",
+    "logp": "`curate logps`",
+    "ref_logp": "`curate logps --ref-model`",
+    "n_tokens": "`curate logps`",
+    "token_ids": "`curate logps`",
+    "embedding": "`curate embed`",
+}
+
+
+@dataclasses.dataclass
+class NoParams:
+    """Parameters of a scorer that takes none."""
+
+
+class Scorer:
+    """Base class: subclasses set the class attributes and implement `score`."""
+
+    name: ClassVar[str] = ""
+    level: ClassVar[str] = "pair"
+    requires: ClassVar[tuple[str, ...]] = ()
+    produces: ClassVar[tuple[str, ...]] = ()
+    citation: ClassVar[str] = ""
+    Params: ClassVar[type] = NoParams
+    sql_macros: ClassVar[tuple[str, ...]] = ()  # DuckDB `CREATE MACRO` twins of the formula, for `curate sql`
+
+    def __init__(self, **params: Any) -> None:
+        fields = {f.name for f in dataclasses.fields(self.Params)}
+        unknown = sorted(set(params) - fields)
+        if unknown:
+            raise CurateError(
+                f"scorer `{self.name}` has no parameter(s) {', '.join(unknown)}; "
+                f"its parameters are: {', '.join(sorted(fields)) or '(none)'}."
+            )
+        self.params = self.Params(**params)
+
+    def check(self, frame: pl.LazyFrame) -> None:
+        """Raise SchemaError naming the missing `requires` columns and the command that adds them."""
+        have = set(frame.collect_schema().names())
+        missing = [c for c in self.requires if c not in have]
+        if missing:
+            raise SchemaError(
+                f"scorer `{self.name}` needs column(s) {', '.join(missing)}",
+                column=missing[0],
+                hint=_hint(missing),
+            )
+
+    def score(self, frame: pl.LazyFrame) -> pl.LazyFrame:  # pragma: no cover - abstract
+        raise NotImplementedError
+
+    def __call__(self, frame: pl.LazyFrame) -> pl.LazyFrame:
+        self.check(frame)
+        return self.score(frame)
+
+
+def _hint(missing: list[str]) -> str:
+    tips = []
+    for col in missing:
+        base = col.removeprefix("chosen_").removeprefix("rejected_").removeprefix("ref_chosen_").removeprefix("ref_rejected_")
+        base = {"logps": "logp"}.get(base, base)
+        if col.startswith("ref_"):
+            base = "ref_logp"
+        if base in PRODUCED_BY:
+            tips.append(f"run {PRODUCED_BY[base]} to add {base}")
+    return ("Hint: " + "; ".join(dict.fromkeys(tips)) + ".") if tips else ""
+
+
+_REGISTRY: dict[str, type[Scorer]] = {}
+_entry_points_loaded = False
+
+
+def register(name: str):
+    """Class decorator: register a Scorer subclass under `name`."""
+
+    def deco(cls: type[Scorer]) -> type[Scorer]:
+        if cls.level not in LEVELS:
+            raise ValueError(f"scorer {name}: level must be one of {LEVELS}")
+        cls.name = name
+        _REGISTRY[name] = cls
+        return cls
+
+    return deco
+
+
+def registry() -> dict[str, type[Scorer]]:
+    """All scorers: the built-ins plus those third-party packages expose under `curate.scorers`."""
+    global _entry_points_loaded
+    if not _entry_points_loaded:
+        _entry_points_loaded = True
+        for ep in entry_points(group=ENTRY_POINT_GROUP):
+            cls = ep.load()
+            if not (isinstance(cls, type) and issubclass(cls, Scorer)):
+                raise CurateError(f"entry point {ep.name} = {ep.value} in group {ENTRY_POINT_GROUP} is not a Scorer class.")
+            if not cls.name:
+                cls.name = ep.name
+            _REGISTRY.setdefault(cls.name, cls)
+    return dict(_REGISTRY)
+
+
+def get(name: str, **params: Any) -> Scorer:
+    """An instance of the scorer `name` with `params`."""
+    scorers = registry()
+    if name not in scorers:
+        raise CurateError(f"unknown scorer {name!r}; registered scorers: {', '.join(sorted(scorers)) or '(none)'}.")
+    return scorers[name](**params)
+
+
+def producer_of(column: str) -> str | None:
+    """The registered scorer whose `produces` holds `column`, if any."""
+    for name, cls in registry().items():
+        if column in cls.produces:
+            return name
+    return None
+
+
+def split_params(names: Iterable[str], params: dict[str, Any]) -> dict[str, dict[str, Any]]:
+    """Route keyword parameters to the scorers that declare them; unknown keys are an error."""
+    names = list(names)
+    routed: dict[str, dict[str, Any]] = {n: {} for n in names}
+    used = set()
+    for n in names:
+        fields = {f.name for f in dataclasses.fields(registry()[n].Params)} if n in registry() else set()
+        for key, value in params.items():
+            if key in fields:
+                routed[n][key] = value
+                used.add(key)
+    unused = sorted(set(params) - used)
+    if unused:
+        raise CurateError(f"parameter(s) {', '.join(unused)} belong to none of the scorers {', '.join(names)}.")
+    return routed
+
+
+def score(frame: pl.LazyFrame, names: str | Iterable[str], **params: Any) -> pl.LazyFrame:
+    """Apply the scorers `names` in order; each keyword goes to the scorers whose params declare it."""
+    names = [names] if isinstance(names, str) else list(names)
+    for n in names:
+        get(n)  # fail early on an unknown name
+    routed = split_params(names, params)
+    for n in names:
+        frame = get(n, **routed[n])(frame)
+    return frame
+
+
+def sql_macros() -> list[str]:
+    """The DuckDB `CREATE MACRO` statements of every registered scorer (SQL twins of the Polars formulas)."""
+    return [m for cls in registry().values() for m in getattr(cls, "sql_macros", ())]

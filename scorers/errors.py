@@ -1,0 +1,47 @@
+"""Error types shared by `scorers` and `curate` (re-exported as `curate.CurateError` and `curate.SchemaError`)."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+
+class CurateError(Exception):
+    """A user-facing error: bad input, bad options, or a step that cannot run."""
+
+
+class SchemaError(CurateError):
+    """A table does not match its schema; names the file, the column, the first offending rows and the count."""
+
+    def __init__(
+        self,
+        problem: str,
+        *,
+        source: str | None = None,
+        column: str | None = None,
+        rows: Sequence[int] = (),
+        count: int | None = None,
+        hint: str | None = None,
+    ) -> None:
+        self.problem = problem
+        self.source = source
+        self.column = column
+        self.rows = list(rows)
+        self.count = count
+        self.hint = hint
+        super().__init__(self._message())
+
+    def _message(self) -> str:
+        where = f"{self.source}: " if self.source else ""
+        parts = [f"{where}{self.problem}"]
+        if self.column is not None:
+            parts.append(f"column `{self.column}`")
+        if self.count is not None:
+            parts.append(f"{self.count} row(s)")
+        if self.rows:
+            shown = ", ".join(str(r) for r in self.rows)
+            more = ", ..." if self.count is not None and self.count > len(self.rows) else ""
+            parts.append(f"first rows (0-based): {shown}{more}")
+        msg = "; ".join(parts) + "."
+        if self.hint:
+            msg += f" {self.hint}"
+        return msg
