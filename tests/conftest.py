@@ -1,0 +1,65 @@
+"""Shared fixtures: offline settings, paths to bundled data, and small hand-made tables written to disk."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import polars as pl
+import pytest
+
+os.environ.setdefault("HF_HUB_OFFLINE", "1")
+os.environ.setdefault("HF_DATASETS_OFFLINE", "1")
+
+ROOT = Path(__file__).resolve().parent.parent
+DATA = ROOT / "examples" / "data"
+GSM8K = DATA / "gsm8k_6systems.parquet"
+ARENA = DATA / "arena_v1_17models.parquet"
+GAME24 = DATA / "game24_gpt4_100samples.parquet"
+
+
+def write_parquet(tmp_path: Path, name: str, data: dict) -> Path:
+    path = tmp_path / name
+    pl.DataFrame(data).write_parquet(path)
+    return path
+
+
+@pytest.fixture
+def reward_samples() -> pl.DataFrame:
+    """Three prompts with rewards, worked through by hand in the tests.
+
+    A: a1=3, a2=1, a3=2      -> reward-ordered pairs (a1,a2) (a1,a3) (a3,a2)
+    B: b1=5, b2=5            -> a tie: no pair
+    C: c1=0, c2=null, c3=4   -> c2 is ungraded: only (c3,c1)
+    """
+    return pl.DataFrame(
+        {
+            "prompt_id": ["A", "A", "A", "B", "B", "C", "C", "C"],
+            "prompt": ["pa", "pa", "pa", "pb", "pb", "pc", "pc", "pc"],
+            "response": ["a1", "a2", "a3", "b1", "b2", "c1", "c2", "c3"],
+            "model": ["m1", "m2", "m3", "m1", "m2", "m1", "m2", "m3"],
+            "reward": [3.0, 1.0, 2.0, 5.0, 5.0, 0.0, None, 4.0],
+        }
+    )
+
+
+@pytest.fixture
+def math_samples() -> pl.DataFrame:
+    """Three math prompts with answers, worked through by hand in the tests.
+
+    P: p1 correct (answer 4); p2, p3 wrong with answer 7; p4 wrong with answer 9.
+       N=4, P_c=1, P_e=2 -> w = max(1, 1 + 1*2/1 + 1/4) = 3.25; rejected from class "7".
+    Q: all wrong, answers 5 and 6, gold "G".  N=2, P_c=0, P_e=1 -> w = 1 + 1*1/2 = 1.5; chosen = gold.
+    R: all correct -> no pair.
+    """
+    return pl.DataFrame(
+        {
+            "prompt_id": ["P", "P", "P", "P", "Q", "Q", "R", "R"],
+            "prompt": ["pp"] * 4 + ["pq"] * 2 + ["pr"] * 2,
+            "response": ["p1", "p2", "p3", "p4", "q1", "q2", "r1", "r2"],
+            "model": ["m"] * 8,
+            "correct": [True, False, False, False, False, False, True, True],
+            "answer": ["4", "7", "7", "9", "5", "6", "1", "1"],
+            "gold": ["4", "4", "4", "4", "G", "G", "1", "1"],
+        }
+    )

@@ -1,0 +1,87 @@
+"""Readers and atomic writers: parquet, jsonl, csv, HF folders; lineage survives a round trip."""
+
+from __future__ import annotations
+
+import json
+
+import polars as pl
+import pytest
+
+import curate
+from curate.io import atomic_path, scan, write
+from curate.report import Lineage, Step
+
+ROWS = {"prompt_id": ["a", "b"], "prompt": ["p1", "p2"], "response": ["r1", "r2"], "model": ["m", "m"], "reward": [1.5, -2.0]}
+
+
+@pytest.mark.parametrize("name,fmt", [("t.parquet", None), ("t.jsonl", None), ("t_hf", "hf")])
+def test_round_trip(tmp_path, name, fmt):
+    out = tmp_path / name
+    n = write(pl.DataFrame(ROWS).lazy(), out, fmt, lineage=Lineage(sources=["src.jsonl"], steps=[Step("ingest", rows_out=2)]))
+    assert n == 2
+    back = curate.read(out).collect()
+    assert back.to_dict(as_series=False) == ROWS
+
+
+def test_csv_is_read(tmp_path):
+    path = tmp_path / "s.csv"
+    path.write_text("prompt,response,reward\np,\"a, b\",1\np,c,2\n")
+    df = curate.read(path).collect()
+    assert df["response"].to_list() == ["a, b", "c"] and df["reward"].to_list() == [1.0, 2.0]
+
+
+def test_lineage_kept_in_parquet_and_hf(tmp_path):
+    lineage = Lineage(sources=["orig.parquet"], steps=[Step("pairs", params={"strategy": "all"}, rows_in=9, rows_out=3, dropped={"tie": 1})])
+    write(pl.DataFrame(ROWS), tmp_path / "x.parquet", lineage=lineage)
+    write(pl.DataFrame(ROWS), tmp_path / "x_hf", "hf", lineage=lineage)
+    for path in (tmp_path / "x.parquet", tmp_path / "x_hf"):
+        got = scan(path)[1]
+        assert got.sources == ["orig.parquet"]
+        assert [(s.name, s.params, s.rows_in, s.rows_out, s.dropped) for s in got.steps] == [("pairs", {"strategy": "all"}, 9, 3, {"tie": 1})]
+
+
+def test_hf_folder_loads_in_datasets(tmp_path):
+    datasets = pytest.importorskip("datasets")
+    data = {"prompt": ["p"], "chosen": ["c"], "rejected": ["r"], "weight": [2.0], "ids": [[1, 2, 3]]}
+    write(pl.DataFrame(data), tmp_path / "hf", "hf", lineage=Lineage())
+    ds = datasets.load_from_disk(str(tmp_path / "hf"))
+    assert ds.column_names == ["prompt", "chosen", "rejected", "weight", "ids"]
+    assert ds[0] == {"prompt": "p", "chosen": "c", "rejected": "r", "weight": 2.0, "ids": [1, 2, 3]}
+    assert str(ds.features["prompt"].dtype) == "string"
+
+
+def test_failed_write_keeps_existing_output(tmp_path):
+    out = tmp_path / "keep.parquet"
+    pl.DataFrame(ROWS).write_parquet(out)
+    before = out.read_bytes()
+    bad = pl.LazyFrame({"x": ["1", "oops"]}).select(pl.col("x").cast(pl.Int64, strict=True))
+    with pytest.raises(pl.exceptions.PolarsError):
+        write(bad, out)
+    assert out.read_bytes() == before
+    assert [p.name for p in tmp_path.iterdir()] == ["keep.parquet"]  # no temp file left behind
+
+
+def test_atomic_folder_replaces_whole(tmp_path):
+    target = tmp_path / "folder"
+    target.mkdir()
+    (target / "old.txt").write_text("old")
+    with atomic_path(target, folder=True) as tmp:
+        (tmp / "new.txt").write_text("new")
+    assert sorted(p.name for p in target.iterdir()) == ["new.txt"]
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["folder"]
+
+
+def test_missing_file_and_unknown_suffix(tmp_path):
+    with pytest.raises(curate.CurateError, match="no such file"):
+        curate.read(tmp_path / "nope.parquet")
+    odd = tmp_path / "x.xlsx"
+    odd.write_text("x")
+    with pytest.raises(curate.CurateError, match="unsupported file type"):
+        curate.read(odd)
+
+
+def test_bad_jsonl_line_names_file(tmp_path):
+    path = tmp_path / "bad.jsonl"
+    path.write_text(json.dumps({"prompt": "p", "response": "r"}) + "\n{not json\n")
+    with pytest.raises(curate.SchemaError, match="bad.jsonl"):
+        curate.read(path)

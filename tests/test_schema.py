@@ -1,0 +1,122 @@
+"""Validation of the four table kinds: required columns, types, bad values, derived ids, duplicates."""
+
+from __future__ import annotations
+
+import hashlib
+
+import polars as pl
+import pytest
+
+import curate
+from curate.report import Step
+from conftest import write_parquet
+
+
+def test_derived_prompt_id_is_sha1_prefix(tmp_path):
+    path = write_parquet(tmp_path, "s.parquet", {"prompt": ["hello", "hello", "wörld"], "response": ["a", "b", "c"]})
+    df = curate.read(path).collect()
+    assert df["prompt_id"].to_list() == [
+        hashlib.sha1(b"hello").hexdigest()[:16],
+        hashlib.sha1(b"hello").hexdigest()[:16],
+        hashlib.sha1("wörld".encode()).hexdigest()[:16],
+    ]
+    assert df.columns[0] == "prompt_id"
+    assert df["model"].to_list() == ["policy"] * 3
+
+
+def test_lossless_casts(tmp_path):
+    path = write_parquet(
+        tmp_path, "s.parquet", {"prompt": ["p"], "response": ["r"], "reward": [3], "correct": [1], "n_tokens": pl.Series([5], dtype=pl.Int32)}
+    )
+    df = curate.read(path).collect()
+    assert df.schema["reward"] == pl.Float64 and df["reward"].item() == 3.0
+    assert df.schema["correct"] == pl.Boolean and df["correct"].item() is True
+    assert df.schema["n_tokens"] == pl.Int64
+
+
+def test_type_that_cannot_be_cast(tmp_path):
+    path = write_parquet(tmp_path, "s.parquet", {"prompt": ["p"], "response": ["r"], "reward": ["high"]})
+    with pytest.raises(curate.SchemaError, match=r"s\.parquet.*type String, expected Float64.*`reward`"):
+        curate.read(path)
+
+
+def test_missing_required_column_names_file_and_column(tmp_path):
+    path = write_parquet(tmp_path, "bad.parquet", {"prompt": ["p"], "answer": ["r"]})
+    with pytest.raises(curate.SchemaError) as err:
+        curate.read(path)
+    msg = str(err.value)
+    assert str(path) in msg and "response" in msg and "has columns: prompt, answer" in msg
+
+
+def test_nan_reward_names_rows_and_count(tmp_path):
+    path = write_parquet(
+        tmp_path, "nan.parquet", {"prompt": ["p"] * 4, "response": list("abcd"), "reward": [1.0, float("nan"), None, float("inf")]}
+    )
+    with pytest.raises(curate.SchemaError) as err:
+        curate.read(path)
+    e = err.value
+    # row 2 is null (allowed: ungraded); rows 1 (NaN) and 3 (inf) are not finite
+    assert (e.column, e.rows, e.count) == ("reward", [1, 3], 2)
+    assert "nan.parquet" in str(e)
+
+
+def test_blank_response(tmp_path):
+    path = write_parquet(tmp_path, "e.parquet", {"prompt": ["p"] * 3, "response": ["ok", "", "  \n"]})
+    with pytest.raises(curate.SchemaError) as err:
+        curate.read(path)
+    assert (err.value.column, err.value.rows, err.value.count) == ("response", [1, 2], 2)
+
+
+def test_drop_invalid_counts_each_reason(tmp_path):
+    path = write_parquet(
+        tmp_path, "e.parquet", {"prompt": ["p", "p", "", "p"], "response": ["ok", "", "x", "y"], "reward": [1.0, 2.0, 3.0, float("nan")]}
+    )
+    step = Step("read")
+    df = curate.load(path, drop_invalid=True, step=step).frame.collect()
+    assert df["response"].to_list() == ["ok"]
+    assert step.dropped == {
+        "invalid `prompt`: null or empty (blank) string": 1,
+        "invalid `response`: null or empty (blank) string": 1,
+        "invalid `reward`: NaN or infinite value": 1,
+    }
+
+
+def test_zero_rows(tmp_path):
+    path = tmp_path / "empty.parquet"
+    pl.DataFrame(schema={"prompt": pl.String, "response": pl.String}).write_parquet(path)
+    with pytest.raises(curate.SchemaError, match="empty.parquet.*0 rows"):
+        curate.read(path)
+
+
+def test_empty_jsonl(tmp_path):
+    path = tmp_path / "empty.jsonl"
+    path.write_text("")
+    with pytest.raises(curate.SchemaError, match="empty.jsonl.*0 rows"):
+        curate.read(path)
+
+
+def test_truncated_parquet(tmp_path):
+    good = write_parquet(tmp_path, "good.parquet", {"prompt": ["p"] * 100, "response": [f"r{i}" for i in range(100)]})
+    bad = tmp_path / "truncated.parquet"
+    bad.write_bytes(good.read_bytes()[: good.stat().st_size // 2])
+    with pytest.raises(curate.SchemaError, match="truncated.parquet.*truncated, corrupt"):
+        curate.read(bad)
+
+
+def test_duplicates_reported_then_dropped(tmp_path):
+    data = {"prompt_id": ["A", "A", "A"], "prompt": ["p"] * 3, "response": ["x", "x", "y"], "model": ["m", "m", "m"]}
+    path = write_parquet(tmp_path, "d.parquet", data)
+    step = Step("read")
+    assert curate.load(path, step=step).frame.collect().height == 3
+    assert step.warnings and "1 duplicate" in step.warnings[0]
+    step = Step("read")
+    assert curate.load(path, dedup=True, step=step).frame.collect()["response"].to_list() == ["x", "y"]
+    assert step.dropped == {"duplicate (prompt_id, response, model)": 1}
+
+
+def test_pairs_kind_detected_and_required(tmp_path):
+    path = write_parquet(tmp_path, "p.parquet", {"prompt": ["p"], "chosen": ["c"], "rejected": ["r"]})
+    table = curate.load(path, kind=None)
+    assert table.kind == "pairs"
+    with pytest.raises(curate.SchemaError, match="chosen_target"):
+        curate.read(path, kind="triplets")

@@ -1,0 +1,67 @@
+"""Selection: DuckDB --where, --top/--top-k (global and per prompt), weights; every drop counted."""
+
+from __future__ import annotations
+
+import polars as pl
+import pytest
+
+import curate
+from curate.report import Step
+
+PAIRS = pl.DataFrame(
+    {
+        "prompt_id": ["A", "A", "A", "B", "B", "C"],
+        "prompt": ["p"] * 6,
+        "chosen": list("abcdef"),
+        "rejected": list("uvwxyz"),
+        "score": [0.5, 0.9, None, 0.9, 0.1, 0.3],
+        "reward_margin": [1.0, 2.0, 3.0, 4.0, 5.0, 6.0],
+        "weight": [1.0, 2.0, 3.0, 4.0, 5.0, 6.0],
+    }
+)
+
+
+def _sel(**kw):
+    step = Step("select")
+    return curate.select(PAIRS.lazy(), step=step, **kw).collect(), step
+
+
+def test_where_is_duckdb_sql_and_counts_drops():
+    out, step = _sel(where="reward_margin >= 3 AND chosen <> 'e'")
+    assert out["chosen"].to_list() == ["c", "d", "f"]
+    assert step.dropped == {"rows where `reward_margin >= 3 AND chosen <> 'e'` is false or null": 3}
+
+
+def test_top_fraction_keeps_input_order_and_breaks_ties_by_row():
+    # non-null scores: b .9, d .9, a .5, f .3, e .1 -> 40% of 5 = 2 rows: b and d (tie, both kept)
+    out, step = _sel(top=0.4, by="score")
+    assert out["chosen"].to_list() == ["b", "d"]
+    assert step.dropped == {"rows with null `score`": 1, "rows below the top 40% by `score`": 3}
+    out, _ = _sel(top_k=1, by="score")
+    assert out["chosen"].to_list() == ["b"]  # b and d tie at .9: the earlier row wins
+
+
+def test_top_k_per_prompt():
+    out, step = _sel(top_k=1, by="reward_margin", per_prompt=True)
+    assert out["chosen"].to_list() == ["c", "e", "f"]
+    assert step.dropped == {"rows below the top 1 by `reward_margin` per prompt": 3}
+
+
+def test_weight_and_normalize_mean():
+    out, _ = _sel(weight="reward_margin", normalize_weights="mean")
+    assert out["weight"].to_list() == pytest.approx([x / 3.5 for x in [1, 2, 3, 4, 5, 6]])
+    out, _ = _sel(where="prompt_id = 'A'", normalize_weights="mean")
+    assert out["weight"].to_list() == pytest.approx([0.5, 1.0, 1.5])
+
+
+def test_bad_options_and_bad_sql():
+    with pytest.raises(curate.CurateError, match="need --by"):
+        _sel(top=0.5)
+    with pytest.raises(curate.CurateError, match="not both"):
+        _sel(top=0.5, top_k=2, by="score")
+    with pytest.raises(curate.SchemaError, match="`nope`"):
+        _sel(top_k=1, by="nope")
+    with pytest.raises(curate.CurateError, match="not a valid DuckDB predicate"):
+        _sel(where="reward_margin >>> 1")
+    with pytest.raises(curate.SchemaError, match=r"--weight column has null.*first rows \(0-based\): 2"):
+        _sel(weight="score")

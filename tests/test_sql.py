@@ -1,0 +1,39 @@
+"""SQL over files and frames with DuckDB, and the scorer macros."""
+
+from __future__ import annotations
+
+import polars as pl
+import pytest
+
+import curate
+from conftest import GSM8K
+
+
+def test_per_model_accuracy_on_gsm8k():
+    df = curate.sql("select model, avg(correct::int) as acc, count(*) as n from samples group by 1 order by 1", samples=GSM8K)
+    assert df.height == 6 and df["n"].to_list() == [1319] * 6
+    # reference: plain Python over the rows
+    rows = pl.read_parquet(GSM8K).select("model", "correct").rows()
+    for model, acc, _ in df.rows():
+        hits = [c for m, c in rows if m == model]
+        assert acc == pytest.approx(sum(hits) / len(hits))
+
+
+def test_frames_are_registered_zero_copy():
+    lf = pl.LazyFrame({"prompt_id": ["a", "a", "b"], "chosen_reward": [3.0, 2.0, 1.0], "rejected_reward": [1.0, 1.0, 1.0]})
+    out = curate.sql("select prompt_id, reward_margin(chosen_reward, rejected_reward) as m from pairs order by m desc", pairs=lf)
+    assert out.rows() == [("a", 2.0), ("a", 1.0), ("b", 0.0)]
+
+
+def test_difficulty_weight_macro_by_hand():
+    out = curate.sql(
+        "select difficulty_weight(4, 1, 2) as a, difficulty_weight(2, 0, 1) as b, "
+        "difficulty_weight(4, 1, 2, alpha := 2.0) as c, difficulty_weight(0, 0, 0) as d"
+    )
+    # a: max(1, 1 + 2/1 + 1/4) = 3.25 ; b: 1 + 1/2 = 1.5 ; c: 1 + 2*2/1 + 1/4 = 5.25 ; d: no graded responses
+    assert out.row(0) == (3.25, 1.5, 5.25, None)
+
+
+def test_sql_error_is_a_curate_error():
+    with pytest.raises(curate.CurateError, match="SQL error"):
+        curate.sql("select nope from samples", samples=GSM8K)
