@@ -1,0 +1,155 @@
+"""The `curate` command line, run as a user runs it (a subprocess), on the bundled data and on bad inputs."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import polars as pl
+import pytest
+
+from conftest import ARENA, GSM8K, write_parquet
+
+
+def curate_cli(*args: str, cwd: Path | None = None) -> subprocess.CompletedProcess:
+    return subprocess.run(
+        [sys.executable, "-m", "curate.cli", *map(str, args)], capture_output=True, text=True, cwd=cwd, env={"COLUMNS": "200", **_env()}
+    )
+
+
+def _env() -> dict[str, str]:
+    import os
+
+    return {k: v for k, v in os.environ.items() if k != "COLUMNS"}
+
+
+def test_help_imports_no_heavy_modules():
+    code = "import sys; sys.argv=['curate','--help']\nfrom curate.cli import app\nprint(sorted(m for m in ('torch','duckdb','transformers') if m in sys.modules))"
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert out.stdout.strip() == "[]"
+    helped = curate_cli("--help")
+    assert helped.returncode == 0
+    for cmd in ("ingest", "pairs", "triplets", "rank", "select", "sql", "export", "scorers", "demo"):
+        assert cmd in helped.stdout
+
+
+def test_sql_per_model_accuracy_table():
+    r = curate_cli("sql", "select model, avg(correct::int) as acc from samples group by 1 order by 1", "--samples", GSM8K)
+    assert r.returncode == 0, r.stderr
+    models = sorted(pl.read_parquet(GSM8K)["model"].unique().to_list())
+    lines = [line for line in r.stdout.splitlines() if any(m in line for m in models)]
+    assert len(lines) == 6 and "(6 rows)" in r.stdout
+    assert "gpt-4-1106-preview" in lines[0] and "0.8567" in lines[0]  # 1130/1319 correct
+
+
+def test_pairs_correct_vs_incorrect_is_trl_compatible(tmp_path):
+    datasets = pytest.importorskip("datasets")
+    out = tmp_path / "pairs.parquet"
+    r = curate_cli("pairs", GSM8K, "--strategy", "correct-vs-incorrect", "-o", out)
+    assert r.returncode == 0, r.stderr
+    # independent count: prompts with at least one wrong response (all have gold, so all can be paired)
+    raw = pl.read_parquet(GSM8K).rows(named=True)
+    with_wrong = {row["prompt_id"] for row in raw if not row["correct"]}
+    all_prompts = {row["prompt_id"] for row in raw}
+    ds = datasets.Dataset.from_parquet(str(out))
+    assert ds.num_rows == len(with_wrong)
+    assert f"{len(all_prompts) - len(with_wrong)}" in r.stderr and "no incorrect response" in r.stderr
+    assert ds.column_names[:4] == ["prompt_id", "prompt", "chosen", "rejected"]
+    assert {"chosen_model", "rejected_model", "chosen_correct", "rejected_correct", "weight"} <= set(ds.column_names)
+    assert not any(ds["rejected_correct"])
+    assert all(ds["chosen_correct"]) and min(ds["weight"]) >= 1.0
+
+
+def test_triplets_untargetable_then_graded_target(tmp_path):
+    out = tmp_path / "t.parquet"
+    r = curate_cli("triplets", ARENA, "--drop-invalid", "--target-model", "vicuna-13b-v1.5", "-o", out)
+    assert r.returncode == 2 and "has no rewards" in r.stderr and "Llama-2-70b-chat" in r.stderr
+    assert not out.exists()
+    r = curate_cli("triplets", ARENA, "--drop-invalid", "--target-model", "Llama-2-70b-chat", "--rejected-from", "any", "-o", out)
+    assert r.returncode == 0, r.stderr
+    t = pl.read_parquet(out)
+    assert t.height > 100
+    assert (t["chosen_target_model"] == "Llama-2-70b-chat").all() and (t["chosen_model"] != "Llama-2-70b-chat").all()
+    assert (t["rejected_reward"] < t["chosen_target_reward"]).all()
+    assert t.columns[:5] == ["prompt_id", "prompt", "chosen", "chosen_target", "rejected"]
+
+
+def test_rank_on_arena(tmp_path):
+    out = tmp_path / "r.parquet"
+    r = curate_cli("rank", ARENA, "--drop-invalid", "-o", out)
+    assert r.returncode == 0, r.stderr
+    ranked = pl.read_parquet(out)
+    assert ranked.columns[:5] == ["prompt_id", "prompt", "responses", "rewards", "models"]
+    assert all(rw == sorted(rw, reverse=True) for rw in ranked["rewards"].to_list())
+    # two vicuna models are ungraded, 27 responses blank: at most 15 graded per prompt
+    assert max(len(x) for x in ranked["responses"].to_list()) == 15
+
+
+BAD = {
+    "missing_response.parquet": ({"prompt": ["p"], "text": ["r"]}, "response"),
+    "nan_reward.parquet": ({"prompt": ["p", "p"], "response": ["a", "b"], "reward": [1.0, float("nan")]}, "reward"),
+    "empty_response.parquet": ({"prompt": ["p", "p"], "response": ["a", ""]}, "response"),
+}
+
+
+@pytest.mark.parametrize("name", [*BAD, "truncated.parquet", "zero_rows.parquet"])
+def test_bad_input_exit_2_and_no_output(tmp_path, name):
+    if name in BAD:
+        path = write_parquet(tmp_path, name, BAD[name][0])
+    elif name == "truncated.parquet":
+        good = write_parquet(tmp_path, "good.parquet", {"prompt": ["p"] * 50, "response": [f"r{i}" for i in range(50)]})
+        path = tmp_path / name
+        path.write_bytes(good.read_bytes()[:-40])
+    else:
+        path = tmp_path / name
+        pl.DataFrame(schema={"prompt": pl.String, "response": pl.String}).write_parquet(path)
+    out = tmp_path / "out" / "pairs.parquet"
+    out.parent.mkdir()
+    out.write_text("previous result")
+    r = curate_cli("pairs", path, "--strategy", "all", "-o", out)
+    assert r.returncode == 2
+    msg = r.stderr.strip()
+    assert msg.startswith("error:") and str(path) in msg.replace("\n", "") and "Traceback" not in msg
+    if name in BAD:
+        assert f"`{BAD[name][1]}`" in msg
+    if name in ("nan_reward.parquet", "empty_response.parquet"):
+        assert "first rows (0-based): 1" in msg and "1 row(s)" in msg
+    assert out.read_text() == "previous result"
+    assert sorted(p.name for p in out.parent.iterdir()) == ["pairs.parquet"]
+
+
+def test_select_export_and_card(tmp_path):
+    pairs = tmp_path / "pairs.parquet"
+    assert curate_cli("pairs", GSM8K, "--strategy", "correct-vs-incorrect", "-o", pairs).returncode == 0
+    sel = tmp_path / "sel.parquet"
+    r = curate_cli("select", pairs, "--where", "chosen_model <> 'gold'", "--normalize-weights", "mean", "-o", sel)
+    assert r.returncode == 0, r.stderr
+    gold_rows = pl.read_parquet(pairs).filter(pl.col("chosen_model") == "gold").height
+    assert f"{gold_rows}" in r.stderr
+    assert pl.read_parquet(sel)["weight"].mean() == pytest.approx(1.0)
+    hf = tmp_path / "hf"
+    assert curate_cli("export", sel, "-o", hf, "--format", "hf").returncode == 0
+    card = (hf / "README.md").read_text()
+    assert "| 1 | pairs |" in card and "| 2 | select |" in card and "| 3 | export |" in card
+    assert str(GSM8K) in card and "| mean | 1 |" in card
+    jl = tmp_path / "trl.jsonl"
+    assert curate_cli("export", sel, "-o", jl, "--trl").returncode == 0
+    first = json.loads(jl.read_text().splitlines()[0])
+    assert list(first) == ["prompt", "chosen", "rejected", "weight"]
+
+
+def test_scorers_lists_builtins():
+    r = curate_cli("scorers")
+    assert r.returncode == 0 and "difficulty_weight" in r.stdout and "reward_margin" in r.stdout
+
+
+def test_demo_end_to_end(tmp_path):
+    r = curate_cli("demo", "--out", tmp_path / "demo")
+    assert r.returncode == 0, r.stderr
+    d = tmp_path / "demo"
+    assert {p.name for p in d.iterdir()} >= {"samples.parquet", "pairs.parquet", "pairs_selected.parquet", "pairs_trl.jsonl", "pairs_hf"}
+    assert "demo summary" in r.stdout and "per-model accuracy" in r.stdout
+    n_selected = pl.read_parquet(d / "pairs_selected.parquet").height
+    assert len((d / "pairs_trl.jsonl").read_text().splitlines()) == n_selected
