@@ -153,3 +153,21 @@ def test_demo_end_to_end(tmp_path):
     assert "demo summary" in r.stdout and "per-model accuracy" in r.stdout
     n_selected = pl.read_parquet(d / "pairs_selected.parquet").height
     assert len((d / "pairs_trl.jsonl").read_text().splitlines()) == n_selected
+
+
+def test_ingest_keeps_file_order(tmp_path):
+    out = tmp_path / "s.parquet"
+    assert curate_cli("ingest", GSM8K, "-o", out).returncode == 0
+    assert pl.read_parquet(out)["response"].to_list() == pl.read_parquet(GSM8K)["response"].to_list()
+
+
+def test_quickstart_script_runs(tmp_path):
+    script = Path(__file__).resolve().parent.parent / "examples" / "quickstart.py"
+    r = subprocess.run([sys.executable, str(script), str(tmp_path / "qs")], capture_output=True, text=True)
+    assert r.returncode == 0, r.stderr
+    # pairs whose chosen side is self-generated: prompts with at least one correct and one wrong response
+    by_prompt: dict[str, set[bool]] = {}
+    for pid, ok in pl.read_parquet(GSM8K).select("prompt_id", "correct").rows():
+        by_prompt.setdefault(pid, set()).add(ok)
+    expected = sum(1 for v in by_prompt.values() if v == {True, False})
+    assert f"{expected} TRL pairs" in r.stdout
