@@ -223,6 +223,28 @@ def export(
         err_console.print(f"wrote [bold]{done.path}[/] ({done.format}, {done.rows:,} rows)", highlight=False)
 
 
+@app.command()
+def score(
+    table_path: Annotated[Path, typer.Argument(metavar="IN", help="A samples or pairs table.")],
+    output: Output,
+    scorer: Annotated[list[str], typer.Option("--scorer", "-s", help="Scorer name (repeatable; see `curate scorers`).")],
+    param: Annotated[list[str], typer.Option("--param", help="Scorer parameter key=value (repeatable).")] = [],  # noqa: B006
+    per_prompt: Annotated[bool, typer.Option(help="Write one row per prompt with the prompt-level columns.")] = False,
+    fmt: Format = None,
+    drop_invalid: DropInvalid = False,
+) -> None:
+    """Add scorer columns to a table (every row is kept)."""
+    with guarded():
+        from curate.scoring import score_table
+
+        params = parse_params(param)
+
+        def build(frame, step):
+            return score_table(frame, scorer, per_prompt=per_prompt, **params)
+
+        step_cli("score", {"scorers": scorer, "per_prompt": per_prompt, **params}, table_path, None, build, output, fmt, drop_invalid=drop_invalid)
+
+
 @app.command("scorers")
 def list_scorers() -> None:
     """List the registered scorers: name, level, required columns, produced columns, citation."""

@@ -11,6 +11,7 @@ from typing import Any
 import polars as pl
 
 import scorers
+from scorers.dcrm import REF, prob_distance_expr
 from curate.errors import CurateError, SchemaError
 from curate.report import Step
 from curate.roles import KEY, PAIR_ORDER, PROMPT_ORDER, ROW, as_role, finish, rank_within, shared_columns, with_row_numbers
@@ -52,7 +53,7 @@ def pairs(
         out = with_scores(cands, by, scorer_params)
         return finish(out, PAIR_ORDER, [PROMPT_ORDER, C_ROW, R_ROW])
     by = by or default_rank_column()
-    out = top_k_per_prompt(with_scores(cands, by, scorer_params), by, k)
+    out = top_k_per_prompt(with_scores(cands, by, scorer_params), by, k, step=step)
     if step is not None:
         _count_unpaired_prompts(graded, out, step)
     return out
@@ -82,17 +83,26 @@ def with_scores(frame: pl.LazyFrame, by: str | None, params: dict[str, Any]) -> 
     return scorers.score(frame, [producer], **params)
 
 
-def top_k_per_prompt(frame: pl.LazyFrame, by: str, k: int) -> pl.LazyFrame:
-    """Keep the `k` best pairs per prompt by `by` (descending), breaking ties deterministically (FORMULAS A2)."""
+def top_k_per_prompt(frame: pl.LazyFrame, by: str, k: int, *, step: Step | None = None) -> pl.LazyFrame:
+    """Keep the `k` best pairs per prompt by `by` (descending), breaking ties deterministically (FORMULAS A2).
+
+    Ties go to the larger reward margin, then the smaller d_prob, then the smaller edit distance, then
+    the earlier responses. Pairs with edit distance 0 (same text, different reward) are skipped.
+    """
     names = frame.collect_schema().names()
-    keys, desc = [by], [True]
-    for col, d in (("reward_margin", True), ("prob_distance", False), ("edit_distance", False)):
-        if col in names and col != by:
-            keys.append(col)
-            desc.append(d)
-    keys += [C_ROW, R_ROW]
-    desc += [False, False]
-    rank = rank_within(keys, desc)
+    if "edit_distance" in names:
+        if step is not None:
+            step.drop("pairs with edit distance 0 (identical responses)", frame.select((pl.col("edit_distance") == 0).sum()).collect().item())
+        frame = frame.filter(pl.col("edit_distance") != 0)
+    order = [-pl.col(by).cast(pl.Float64)]
+    if {"chosen_reward", "rejected_reward"} <= set(names):
+        order.append(-(pl.col("chosen_reward") - pl.col("rejected_reward")))
+    if set(REF) <= set(names):
+        order.append(prob_distance_expr())
+    if "edit_distance" in names:
+        order.append(pl.col("edit_distance"))
+    order += [pl.col(C_ROW), pl.col(R_ROW)]
+    rank = pl.int_range(pl.len()).over(KEY, order_by=order)
     scored = frame.filter(pl.col(by).is_not_null()).with_columns(rank.alias("__rank"))
     return finish(scored.filter(pl.col("__rank") < k), PAIR_ORDER, [PROMPT_ORDER, "__rank"])
 

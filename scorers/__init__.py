@@ -3,8 +3,19 @@
 One module per family; importing this package registers the built-ins.
 """
 
-from scorers import difficulty, reward_margin  # noqa: F401  (registers the built-ins)
-from scorers.base import ENTRY_POINT_GROUP, Scorer, get, producer_of, register, registry, score
+from scorers import (  # noqa: F401  (importing registers the built-ins)
+    alignment_potential,
+    dcrm,
+    delta,
+    difficulty,
+    dual_margin,
+    edit_distance,
+    embedding_distance,
+    implicit_margin,
+    madpo_weight,
+    reward_margin,
+)
+from scorers.base import ENTRY_POINT_GROUP, Scorer, ensure, get, producer_of, register, registry, score, sql_macros
 from scorers.errors import CurateError, SchemaError
 
 __all__ = [
@@ -12,9 +23,11 @@ __all__ = [
     "CurateError",
     "SchemaError",
     "Scorer",
+    "ensure",
     "get",
     "producer_of",
     "register",
     "registry",
     "score",
+    "sql_macros",
 ]

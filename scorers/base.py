@@ -168,3 +168,12 @@ def score(frame: pl.LazyFrame, names: str | Iterable[str], **params: Any) -> pl.
 def sql_macros() -> list[str]:
     """The DuckDB `CREATE MACRO` statements of every registered scorer (SQL twins of the Polars formulas)."""
     return [m for cls in registry().values() for m in getattr(cls, "sql_macros", ())]
+
+
+def ensure(frame: pl.LazyFrame, name: str, **params: Any) -> pl.LazyFrame:
+    """Run scorer `name` unless every column it produces is already present (scorers building on others)."""
+    have = set(frame.collect_schema().names())
+    cls = registry()[name]
+    if all(c in have for c in cls.produces):
+        return frame
+    return get(name, **params)(frame)

@@ -10,7 +10,7 @@ from pathlib import Path
 import polars as pl
 import pytest
 
-from conftest import ARENA, GSM8K, write_parquet
+from conftest import ARENA, GAME24, GSM8K, write_parquet
 
 
 def curate_cli(*args: str, cwd: Path | None = None) -> subprocess.CompletedProcess:
@@ -171,3 +171,25 @@ def test_quickstart_script_runs(tmp_path):
         by_prompt.setdefault(pid, set()).add(ok)
     expected = sum(1 for v in by_prompt.values() if v == {True, False})
     assert f"{expected} TRL pairs" in r.stdout
+
+
+def test_score_difficulty_on_game24_one_weight_per_prompt(tmp_path):
+    out = tmp_path / "w.parquet"
+    r = curate_cli("score", GAME24, "--scorer", "difficulty", "--per-prompt", "-o", out)
+    assert r.returncode == 0, r.stderr
+    w = pl.read_parquet(out)
+    raw = pl.read_parquet(GAME24)
+    assert w.height == raw["prompt_id"].n_unique() == 200 and w["prompt_id"].is_unique().all()
+    # by hand from the raw rows: game24 has no `answer`, so P_e = N - P_c
+    counts: dict[str, list[int]] = {}
+    for pid, ok in raw.select("prompt_id", "correct").rows():
+        c = counts.setdefault(pid, [0, 0])
+        c[0] += 1
+        c[1] += int(ok)
+    for pid, weight in w.select("prompt_id", "difficulty_weight").rows():
+        n, p_c = counts[pid]
+        expected = 1 + (n - p_c) / n if p_c == 0 else max(1.0, 1 + (n - p_c) / p_c + 1 / n)
+        assert weight == pytest.approx(expected)
+    full = tmp_path / "rows.parquet"
+    assert curate_cli("score", GAME24, "--scorer", "difficulty", "-o", full).returncode == 0
+    assert pl.read_parquet(full).height == 20_000

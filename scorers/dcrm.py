@@ -1,0 +1,58 @@
+"""`dcrm`: Distance Calibrated Reward Margin (arXiv 2506.14157; FORMULAS A2) [secondary]."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import polars as pl
+
+from scorers.base import Scorer, ensure, register
+from scorers.errors import SchemaError
+from scorers.functions import sigmoid
+
+REF = ("ref_chosen_logps", "ref_rejected_logps")
+
+
+@dataclass
+class DcrmParams:
+    epsilon: float = 1.0
+    prob_distance: bool | None = None  # None: use d_prob when ref log-probs are present
+    unit: str = "auto"  # edit-distance unit, passed to `edit_distance`
+
+
+def prob_distance_expr() -> pl.Expr:
+    """d_prob = |ref(y+) − ref(y−)| (FORMULAS A2)."""
+    return (pl.col("ref_chosen_logps") - pl.col("ref_rejected_logps")).abs()
+
+
+def uses_prob_distance(requested: bool | None, names: list[str]) -> bool:
+    have = all(c in names for c in REF)
+    if requested and not have:
+        raise SchemaError(
+            "dcrm with prob_distance=True needs ref_chosen_logps and ref_rejected_logps",
+            column="ref_chosen_logps",
+            hint="Run `curate logps --ref-model` on the samples, or pass prob_distance=False.",
+        )
+    return have if requested is None else requested
+
+
+@register("dcrm")
+class Dcrm(Scorer):
+    """DCRM = (σ(Δr) − 0.5) / (d_edit + d_prob + ε); adds `edit_distance` and `reward_margin` when absent."""
+
+    level = "pair"
+    requires = ("chosen", "rejected", "chosen_reward", "rejected_reward")
+    produces = ("dcrm",)
+    citation = "DCRM, 'Larger is not always better' (arXiv 2506.14157), FORMULAS A2"
+    Params = DcrmParams
+    sql_macros = (
+        """CREATE OR REPLACE MACRO dcrm(reward_margin, edit_distance, prob_distance, eps := 1.0) AS
+        (1.0 / (1.0 + exp(-reward_margin)) - 0.5) / (edit_distance + prob_distance + eps)""",
+    )
+
+    def score(self, frame: pl.LazyFrame) -> pl.LazyFrame:
+        p = self.params
+        frame = ensure(ensure(frame, "reward_margin"), "edit_distance", unit=p.unit)
+        d_prob = prob_distance_expr() if uses_prob_distance(p.prob_distance, frame.collect_schema().names()) else pl.lit(0.0)
+        dcrm = (sigmoid(pl.col("reward_margin")) - 0.5) / (pl.col("edit_distance") + d_prob + p.epsilon)
+        return frame.with_columns(dcrm.alias("dcrm"))

@@ -1,0 +1,122 @@
+"""`edit_distance`: Levenshtein distance between chosen and rejected (DCRM, arXiv 2506.14157; FORMULAS A2).
+
+Units: token ids when `chosen_token_ids`/`rejected_token_ids` exist, else words (Python `str.split()`
+semantics: runs of whitespace), or characters with `unit="char"`.
+
+How it is fast: texts are deduplicated per batch (a prompt's response appears in many pairs), each
+distinct text is encoded once as a string with one code point per word (or token), so word-level
+Levenshtein becomes rapidfuzz's native string Levenshtein; all pairs of a batch then go to one
+`rapidfuzz.process.cpdist` call that runs on every core.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+import polars as pl
+
+from scorers.base import Scorer, register
+from scorers.errors import CurateError
+
+UNITS = ("auto", "token", "word", "char")
+_WORD = r"\S+"
+_MAX_CODE = 0x10FFFF - 0x800  # code points available once the surrogate block is skipped
+
+
+@dataclass
+class EditDistanceParams:
+    unit: str = "auto"  # auto: token ids if present, else words
+
+
+def _code_points(ids: np.ndarray) -> np.ndarray:
+    """Dense ids 0..V-1 to valid code points (skipping the surrogates U+D800–U+DFFF)."""
+    cp = ids.astype(np.uint32)
+    return np.where(cp >= 0xD800, cp + 0x800, cp).astype("<u4")
+
+
+def _encode(flat_ids: np.ndarray, lengths: np.ndarray) -> np.ndarray:
+    """One string per sequence, one code point per element; equal elements get equal code points."""
+    uniq, dense = np.unique(flat_ids, return_inverse=True)
+    if len(uniq) > _MAX_CODE:
+        raise CurateError(f"edit_distance: {len(uniq):,} distinct words/tokens in one batch; at most {_MAX_CODE:,} are supported.")
+    big = _code_points(dense.ravel()).tobytes().decode("utf-32-le")
+    offsets = np.concatenate([[0], np.cumsum(lengths, dtype=np.int64)]).tolist()
+    out = np.empty(len(lengths), dtype=object)
+    out[:] = [big[offsets[i] : offsets[i + 1]] for i in range(len(lengths))]
+    return out
+
+
+def encode_words(texts: pl.Series) -> np.ndarray:
+    """Each text as a string of word code points (words = maximal runs of non-whitespace)."""
+    words = texts.str.extract_all(_WORD)
+    lengths = words.list.len().fill_null(0).to_numpy()
+    flat = words.explode().drop_nulls()  # empty lists explode to a null
+    ids = flat.cast(pl.Categorical(pl.Categories.random())).to_physical().to_numpy()
+    return _encode(ids, lengths)
+
+
+def encode_tokens(ids: pl.Series) -> np.ndarray:
+    """Each token-id list as a string of token code points."""
+    lengths = ids.list.len().fill_null(0).to_numpy()
+    flat = ids.explode().drop_nulls().to_numpy()
+    return _encode(flat, lengths)
+
+
+def pairwise_distances(a: pl.Series, b: pl.Series, unit: str) -> pl.Series:
+    """Levenshtein distance between a[i] and b[i] for every i, in `unit`s; null where either side is null."""
+    from rapidfuzz.distance import Levenshtein
+    from rapidfuzz.process import cpdist
+
+    n = len(a)
+    valid = (a.is_not_null() & b.is_not_null()).to_numpy()
+    both = pl.concat([a, b])
+    if unit == "token":
+        encoded = encode_tokens(both.fill_null([]))
+        qa, qb = encoded[:n], encoded[n:]
+    else:
+        # each distinct text once: a prompt's responses appear in many pairs
+        codes = both.fill_null("").cast(pl.Categorical(pl.Categories.random())).to_physical().to_numpy()
+        first = pl.Series(codes).is_first_distinct().to_numpy()
+        texts = both.fill_null("").filter(pl.Series(first))
+        encoded = np.empty(len(texts), dtype=object)
+        encoded[:] = texts.to_list() if unit == "char" else encode_words(texts)
+        position = np.empty(codes.max() + 1 if n else 0, dtype=np.int64)
+        position[codes[first]] = np.arange(len(texts))
+        qa, qb = encoded[position[codes[:n]]], encoded[position[codes[n:]]]
+    dist = cpdist(qa, qb, scorer=Levenshtein.distance, workers=-1, dtype=np.int64) if n else np.zeros(0, dtype=np.int64)
+    return pl.Series(dist, dtype=pl.Int64).scatter(np.flatnonzero(~valid), None) if not valid.all() else pl.Series(dist, dtype=pl.Int64)
+
+
+def resolve_unit(unit: str, names: list[str]) -> str:
+    """`auto` means token ids when both sides have them, else words."""
+    if unit not in UNITS:
+        raise CurateError(f"edit_distance unit must be one of {', '.join(UNITS)} (got {unit!r}).")
+    has_tokens = "chosen_token_ids" in names and "rejected_token_ids" in names
+    if unit == "auto":
+        return "token" if has_tokens else "word"
+    if unit == "token" and not has_tokens:
+        raise CurateError("edit_distance unit='token' needs chosen_token_ids and rejected_token_ids (run `curate logps`).")
+    return unit
+
+
+@register("edit_distance")
+class EditDistance(Scorer):
+    """Levenshtein distance between chosen and rejected, over token ids, words or characters."""
+
+    level = "pair"
+    requires = ("chosen", "rejected")
+    produces = ("edit_distance",)
+    citation = "DCRM (arXiv 2506.14157): edit distance between the responses of a pair, FORMULAS A2"
+    Params = EditDistanceParams
+    # No SQL twin: DuckDB's levenshtein() counts UTF-8 bytes, not characters, and has no word unit.
+
+    def score(self, frame: pl.LazyFrame) -> pl.LazyFrame:
+        unit = resolve_unit(self.params.unit, frame.collect_schema().names())
+        a, b = ("chosen_token_ids", "rejected_token_ids") if unit == "token" else ("chosen", "rejected")
+        dist = pl.struct(a, b).map_batches(
+            lambda s: pairwise_distances(s.struct.field(a), s.struct.field(b), unit),
+            return_dtype=pl.Int64,
+            is_elementwise=True,
+        )
+        return frame.with_columns(dist.alias("edit_distance"))
