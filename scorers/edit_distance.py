@@ -21,6 +21,7 @@ from scorers.errors import CurateError
 
 UNITS = ("auto", "token", "word", "char")
 _WORD = r"\S+"
+_NOT_SIMPLE = r"[^\S ]|  |^ | $|^$"  # any whitespace but single inner spaces (or empty): needs the regex split
 _MAX_CODE = 0x10FFFF - 0x800  # code points available once the surrogate block is skipped
 
 
@@ -37,19 +38,31 @@ def _code_points(ids: np.ndarray) -> np.ndarray:
 
 def _encode(flat_ids: np.ndarray, lengths: np.ndarray) -> np.ndarray:
     """One string per sequence, one code point per element; equal elements get equal code points."""
-    uniq, dense = np.unique(flat_ids, return_inverse=True)
-    if len(uniq) > _MAX_CODE:
-        raise CurateError(f"edit_distance: {len(uniq):,} distinct words/tokens in one batch; at most {_MAX_CODE:,} are supported.")
-    big = _code_points(dense.ravel()).tobytes().decode("utf-32-le")
+    if flat_ids.size and (flat_ids.min() < 0 or flat_ids.max() >= _MAX_CODE):
+        uniq, flat_ids = np.unique(flat_ids, return_inverse=True)  # make ids dense (a sort: only when needed)
+        if len(uniq) > _MAX_CODE:
+            raise CurateError(f"edit_distance: {len(uniq):,} distinct words/tokens in one batch; at most {_MAX_CODE:,} are supported.")
+    big = _code_points(flat_ids.ravel()).tobytes().decode("utf-32-le")
     offsets = np.concatenate([[0], np.cumsum(lengths, dtype=np.int64)]).tolist()
     out = np.empty(len(lengths), dtype=object)
     out[:] = [big[offsets[i] : offsets[i + 1]] for i in range(len(lengths))]
     return out
 
 
+def split_words(texts: pl.Series) -> pl.Series:
+    """Words as Python's `str.split()` gives them: maximal runs of non-whitespace (Unicode \\s)."""
+    hard = texts.str.contains(_NOT_SIMPLE).fill_null(False)
+    if not hard.any():
+        return texts.str.split(" ")  # fast path, exact when the only whitespace is single inner spaces
+    easy = ~hard
+    words = pl.concat([texts.filter(easy).str.split(" "), texts.filter(hard).str.extract_all(_WORD)])
+    order = pl.concat([easy.arg_true(), hard.arg_true()])
+    return words.gather(order.arg_sort())
+
+
 def encode_words(texts: pl.Series) -> np.ndarray:
-    """Each text as a string of word code points (words = maximal runs of non-whitespace)."""
-    words = texts.str.extract_all(_WORD)
+    """Each text as a string of word code points; a fresh categorical namespace gives dense word ids."""
+    words = split_words(texts)
     lengths = words.list.len().fill_null(0).to_numpy()
     flat = words.explode().drop_nulls()  # empty lists explode to a null
     ids = flat.cast(pl.Categorical(pl.Categories.random())).to_physical().to_numpy()
