@@ -226,3 +226,17 @@ def test_scorers_keep_every_row(reward_samples):
     pairs = curate.pairs(curate.validate(reward_samples.lazy()), strategy="all").collect()
     for name in ("reward_margin", "edit_distance", "dcrm", "madpo_weight"):
         assert curate.score(pairs.lazy(), name).collect().height == pairs.height
+
+
+def test_single_response_and_all_tied_prompts_give_no_pair():
+    df = pl.DataFrame(
+        {"prompt_id": ["S", "T", "T", "U", "U"], "prompt": ["s", "t", "t", "u", "u"], "response": ["only one", "a", "b", "x y", "x z"],
+         "reward": [5.0, 2.0, 2.0, 1.0, 0.0]}  # fmt: skip
+    )
+    step = Step("pairs")
+    p = curate.pairs(df.lazy(), strategy="best-of-n2", step=step).collect()
+    assert p["prompt_id"].to_list() == ["U"] and p["dcrm"].to_list() == pytest.approx([(sig(1) - 0.5) / 2])
+    assert step.dropped["prompts with fewer than two distinct graded rewards (no pair)"] == 2
+    w = curate.score(df.with_columns(correct=pl.Series([True, False, False, True, True])).lazy(), "difficulty").collect()
+    # S: one correct of one -> max(1, 1 + 0 + 1/1) = 2; T: all wrong, P_e = 2 (no answer: total) -> 1 + 2/2 = 2; U: all right -> 1.5
+    assert w["difficulty_weight"].to_list() == pytest.approx([2.0, 2.0, 2.0, 1.5, 1.5])
