@@ -245,6 +245,83 @@ def score(
         step_cli("score", {"scorers": scorer, "per_prompt": per_prompt, **params}, table_path, None, build, output, fmt, drop_invalid=drop_invalid)
 
 
+@app.command()
+def train(
+    data: Annotated[Path, typer.Argument(help="A pairs, triplets (loss wrpo) or ranked (loss multi_dpo) table.")],
+    model: Annotated[Optional[Path], typer.Option(help="Local folder of the policy model (transformers format).")] = None,
+    output: Annotated[Optional[Path], typer.Option("--output", "-o", help="Output folder: checkpoints, metrics.jsonl, final model.")] = None,
+    loss: Annotated[Optional[str], typer.Option(help="dpo | ipo | simpo | dpop | wrpo | multi_dpo | repo | bpo | amapo | gamma_po")] = None,
+    beta: Annotated[Optional[float], typer.Option(help="The loss's beta (default: the loss's own).")] = None,
+    loss_arg: Annotated[list[str], typer.Option("--loss-arg", help="Other loss hyper-parameter key=value (repeatable).")] = [],  # noqa: B006
+    config: Annotated[Optional[Path], typer.Option(help="YAML file with TrainConfig fields; options given here override it.")] = None,
+    ref_model: Annotated[Optional[Path], typer.Option(help="Reference model folder (default: the initial policy).")] = None,
+    learning_rate: Annotated[Optional[float], typer.Option("--learning-rate", "--lr")] = None,
+    batch_size: Annotated[Optional[int], typer.Option(help="Examples per process per micro-batch.")] = None,
+    grad_accum: Annotated[Optional[int], typer.Option(help="Micro-batches per optimizer step.")] = None,
+    epochs: Annotated[Optional[float], typer.Option()] = None,
+    max_steps: Annotated[Optional[int], typer.Option(help="Optimizer steps (overrides --epochs).")] = None,
+    scheduler: Annotated[Optional[str], typer.Option(help="linear | cosine | constant")] = None,
+    warmup_ratio: Annotated[Optional[float], typer.Option()] = None,
+    max_length: Annotated[Optional[int], typer.Option()] = None,
+    max_prompt_length: Annotated[Optional[int], typer.Option()] = None,
+    weight_mode: Annotated[Optional[str], typer.Option(help="loss: w·l(x); logits: l(w·x) (seed 000's reading).")] = None,
+    reduction: Annotated[Optional[str], typer.Option(help="mean: Σw·l/N; normalized: Σw·l/Σw (over the global batch).")] = None,
+    no_weights: Annotated[bool, typer.Option("--no-weights", help="Ignore the data's weight column.")] = False,
+    save_steps: Annotated[Optional[int], typer.Option(help="Checkpoint every N steps.")] = None,
+    resume_from: Annotated[Optional[str], typer.Option(help="A checkpoint folder, or `auto` for the latest in --output.")] = None,
+    seed: Annotated[Optional[int], typer.Option()] = None,
+    gradient_checkpointing: Annotated[bool, typer.Option("--gradient-checkpointing")] = False,
+    fsdp: Annotated[bool, typer.Option("--fsdp", help="Shard the model with FSDP (CUDA, under torchrun).")] = False,
+) -> None:
+    """Train a policy on weighted preference data (run under `torchrun` for several processes)."""
+    with guarded():
+        from curate.errors import CurateError
+        from curate.train.config import TrainConfig
+        from curate.train.trainer import Trainer
+
+        kwargs = parse_params(loss_arg)
+        if beta is not None:
+            kwargs["beta"] = beta
+        opts = {"model": str(model) if model else None, "output_dir": str(output) if output else None, "loss": loss,
+                "ref_model": str(ref_model) if ref_model else None, "learning_rate": learning_rate, "batch_size": batch_size,
+                "grad_accum": grad_accum, "epochs": epochs, "max_steps": max_steps, "scheduler": scheduler, "warmup_ratio": warmup_ratio,
+                "max_length": max_length, "max_prompt_length": max_prompt_length, "weight_mode": weight_mode, "reduction": reduction,
+                "save_steps": save_steps, "resume_from": resume_from, "seed": seed}  # fmt: skip
+        opts = {k: v for k, v in opts.items() if v is not None}
+        for flag, name in ((no_weights, "use_weights"), (gradient_checkpointing, "gradient_checkpointing"), (fsdp, "fsdp")):
+            if flag:
+                opts[name] = not no_weights if name == "use_weights" else True
+        if config is not None:
+            cfg = TrainConfig.from_yaml(config, data=str(data), **opts)
+            cfg.loss_kwargs = {**cfg.loss_kwargs, **kwargs}
+        else:
+            missing = [f"--{n}" for n, v in (("model", model), ("output", output)) if v is None]
+            if missing:
+                raise CurateError(f"curate train needs {' and '.join(missing)} (or --config FILE.yaml).")
+            cfg = TrainConfig(data=str(data), loss_kwargs=kwargs, **opts)
+        result = Trainer(cfg).train()
+        if result.data_step is not None:
+            print_step(result.data_step, None)
+        print_metrics(result.metrics)
+        err_console.print(f"reference log-probs: {result.reference_source}; output in [bold]{result.output_dir}[/]", highlight=False)
+
+
+def print_metrics(rows: list[dict], console=None, every: int | None = None) -> None:
+    """A table of training metrics (about ten evenly spaced steps, always the last)."""
+    if not rows:
+        return
+    every = every or max(1, len(rows) // 10)
+    shown = [r for i, r in enumerate(rows) if i % every == 0 or i == len(rows) - 1]
+    t = RichTable(title="training metrics", title_justify="left")
+    cols = {"step": "step", "loss": "loss", "rewards/chosen": "chosen", "rewards/rejected": "rejected", "rewards/margins": "margin",
+            "rewards/accuracies": "acc", "weight_mean": "weight", "grad_norm": "grad", "lr": "lr"}  # fmt: skip
+    for label in cols.values():
+        t.add_column(label, justify="right")
+    for r in shown:
+        t.add_row(*[f"{r[c]:.4g}" if isinstance(r[c], float) else str(r[c]) for c in cols])
+    (console or out_console).print(t)
+
+
 @app.command("scorers")
 def list_scorers() -> None:
     """List the registered scorers: name, level, required columns, produced columns, citation."""

@@ -1,0 +1,72 @@
+"""Build a tiny Llama and its byte-level BPE tokenizer offline, for tests, the demo and benchmarks.
+
+Nothing is downloaded: the tokenizer is trained with `tokenizers` on the given texts, the weights are
+random (seeded). head_dim is 64 so vLLM's CPU attention accepts the model.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from pathlib import Path
+
+CHAT_TEMPLATE = (
+    "{% for m in messages %}<|{{ m['role'] }}|>{{ m['content'] }}<|end|>{% endfor %}"
+    "{% if add_generation_prompt %}<|assistant|>{% endif %}"
+)
+SPECIAL = ["<pad>", "<s>", "</s>", "<|user|>", "<|assistant|>", "<|system|>", "<|end|>"]
+
+DEFAULT_TEXTS = [
+    f"{a} plus {b} is {a + b}. The answer is {a + b}." for a in range(20) for b in range(0, 20, 3)
+] + [f"Question {i}: what is {i} times 2? Answer: {2 * i}" for i in range(60)] + [
+    "good answer", "bad answer", "The quick brown fox jumps over the lazy dog.", "yes", "no",
+]  # fmt: skip
+
+
+def build_tiny_llama(
+    out: str | Path,
+    *,
+    texts: Iterable[str] = DEFAULT_TEXTS,
+    vocab_size: int = 512,
+    hidden_size: int = 128,
+    num_layers: int = 2,
+    num_heads: int = 2,
+    intermediate_size: int = 256,
+    max_position_embeddings: int = 512,
+    chat_template: bool = True,
+    seed: int = 0,
+) -> Path:
+    """Write a randomly initialised LlamaForCausalLM and its tokenizer to `out` and return the path."""
+    import torch
+    from tokenizers import Tokenizer, decoders, models, pre_tokenizers, trainers
+    from transformers import LlamaConfig, LlamaForCausalLM, PreTrainedTokenizerFast
+
+    out = Path(out)
+    out.mkdir(parents=True, exist_ok=True)
+    tok = Tokenizer(models.BPE())
+    tok.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False)
+    tok.decoder = decoders.ByteLevel()
+    trainer = trainers.BpeTrainer(vocab_size=vocab_size, special_tokens=SPECIAL, initial_alphabet=pre_tokenizers.ByteLevel.alphabet())
+    tok.train_from_iterator(list(texts), trainer=trainer)
+    fast = PreTrainedTokenizerFast(tokenizer_object=tok, bos_token="<s>", eos_token="</s>", pad_token="<pad>")
+    if chat_template:
+        fast.chat_template = CHAT_TEMPLATE
+    fast.save_pretrained(out)
+
+    torch.manual_seed(seed)
+    config = LlamaConfig(
+        vocab_size=max(vocab_size, len(fast)),  # the BPE may stop short of vocab_size merges
+        hidden_size=hidden_size,
+        intermediate_size=intermediate_size,
+        num_hidden_layers=num_layers,
+        num_attention_heads=num_heads,
+        num_key_value_heads=num_heads,
+        head_dim=hidden_size // num_heads,
+        max_position_embeddings=max_position_embeddings,
+        bos_token_id=fast.bos_token_id,
+        eos_token_id=fast.eos_token_id,
+        pad_token_id=fast.pad_token_id,
+        tie_word_embeddings=False,
+    )
+    model = LlamaForCausalLM(config)
+    model.save_pretrained(out)
+    return out

@@ -1,0 +1,7 @@
+"""The bundled weighted-loss preference trainer (SPEC §8). Importing this package imports torch."""
+
+from curate.train.config import TrainConfig
+from curate.train.losses import LOSSES, LossOutput
+from curate.train.trainer import Trainer, TrainResult, train
+
+__all__ = ["LOSSES", "LossOutput", "TrainConfig", "TrainResult", "Trainer", "train"]

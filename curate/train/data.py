@@ -1,0 +1,195 @@
+"""Training data: read pairs/triplets/ranked tables, tokenise with the chat template, truncate, collate.
+
+Each example is a prompt and R responses (R = 2 for pairs: chosen, rejected; 3 for triplets: chosen,
+chosen_target, rejected; K for ranked lists, best first). Prompt tokens are masked out of the loss;
+batches are padded to their longest sequence (dynamic padding).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import polars as pl
+import torch
+
+from curate.errors import CurateError
+from curate.report import Step
+
+ROLES = {"pairs": ("chosen", "rejected"), "triplets": ("chosen", "chosen_target", "rejected")}
+REF_COLUMNS = {
+    "pairs": ("ref_chosen_logps", "ref_rejected_logps"),
+    "triplets": ("ref_chosen_logps", "ref_chosen_target_logps", "ref_rejected_logps"),
+    "ranked": ("ref_logps",),
+}
+
+
+@dataclass
+class Example:
+    prompt: list[int]
+    responses: list[list[int]]  # best first for ranked; (chosen, rejected) / (chosen, chosen_target, rejected)
+    weight: float
+    ref: list[float] | None  # reference log-prob per response, when the data has them
+    rewards: list[float] | None = None  # ranked lists: for pair_weighting="reward_gap"
+
+
+@dataclass
+class PreferenceData:
+    kind: str
+    examples: list[Example]
+    step: Step = field(default_factory=lambda: Step("tokenize"))
+
+    def __len__(self) -> int:
+        return len(self.examples)
+
+    @property
+    def has_reference(self) -> bool:
+        return all(e.ref is not None for e in self.examples)
+
+
+def render_prompts(tokenizer, prompts: list[str]) -> list[list[int]]:
+    """Prompt token ids: the chat template with a generation prompt when the tokenizer has one, else plain text."""
+    if getattr(tokenizer, "chat_template", None):
+        texts = [tokenizer.apply_chat_template([{"role": "user", "content": p}], tokenize=False, add_generation_prompt=True) for p in prompts]
+        return tokenizer(texts, add_special_tokens=False)["input_ids"]
+    return tokenizer(prompts, add_special_tokens=True)["input_ids"]
+
+
+def encode_responses(tokenizer, texts: list[str]) -> list[list[int]]:
+    """Response token ids followed by EOS, so the model learns to stop."""
+    eos = [tokenizer.eos_token_id] if tokenizer.eos_token_id is not None else []
+    return [ids + eos for ids in tokenizer(texts, add_special_tokens=False)["input_ids"]]
+
+
+def truncate(prompt: list[int], responses: list[list[int]], max_length: int, max_prompt_length: int) -> tuple[list[int], list[list[int]]]:
+    """Keep the end of the prompt (at most `max_prompt_length`), then cut responses to fit `max_length`."""
+    longest = max(len(r) for r in responses)
+    if len(prompt) + longest > max_length:
+        prompt = prompt[-max_prompt_length:] if len(prompt) > max_prompt_length else prompt
+        room = max(1, max_length - len(prompt))
+        responses = [r[:room] for r in responses]
+    return prompt, responses
+
+
+def load_preference_data(
+    path: str | Path,
+    tokenizer,
+    *,
+    max_length: int = 1024,
+    max_prompt_length: int = 512,
+    use_weights: bool = True,
+) -> PreferenceData:
+    """Read and tokenise a pairs/triplets/ranked table; report examples made degenerate by truncation."""
+    from curate.io import load
+
+    step = Step("tokenize", params={"max_length": max_length, "max_prompt_length": max_prompt_length}, inputs=[str(path)])
+    table = load(path, kind=None, step=step)
+    if table.kind == "samples":
+        raise CurateError(f"{path}: training needs a pairs, triplets or ranked table; build one with `curate pairs` first.")
+    df = table.frame.collect()
+    step.rows_in = df.height
+    kind = table.kind
+    prompts = render_prompts(tokenizer, df["prompt"].to_list())
+    if kind == "ranked":
+        lists = df["responses"].to_list()
+        flat = encode_responses(tokenizer, [r for rs in lists for r in rs])
+        it = iter(flat)
+        responses = [[next(it) for _ in rs] for rs in lists]
+    else:
+        cols = [encode_responses(tokenizer, df[role].to_list()) for role in ROLES[kind]]
+        responses = [list(rs) for rs in zip(*cols, strict=True)]
+    weights = df["weight"].to_list() if use_weights and "weight" in df.columns else [1.0] * df.height
+    refs = _reference_columns(df, kind)
+    rewards = df["rewards"].to_list() if kind == "ranked" and "rewards" in df.columns else None
+
+    examples, degenerate = [], 0
+    for i, (p, rs) in enumerate(zip(prompts, responses, strict=True)):
+        p, rs = truncate(p, rs, max_length, max_prompt_length)
+        if kind == "ranked":
+            keep = [k for k, r in enumerate(rs) if r not in rs[:k]]
+            if len(keep) < 2:
+                degenerate += 1
+                continue
+            ref = [refs[i][k] for k in keep] if refs is not None and refs[i] is not None else None
+            rw = [rewards[i][k] for k in keep] if rewards is not None else None
+            examples.append(Example(p, [rs[k] for k in keep], float(weights[i]), ref, rw))
+            continue
+        if rs[-1] in rs[:-1]:  # the rejected side equals a chosen side after truncation
+            degenerate += 1
+            continue
+        examples.append(Example(p, rs, float(weights[i]), refs[i] if refs is not None else None))
+    step.drop("examples whose responses became identical after truncation", degenerate)
+    step.rows_out = len(examples)
+    if not examples:
+        raise CurateError(f"{path}: no example left to train on after truncation to max_length={max_length}.")
+    return PreferenceData(kind=kind, examples=examples, step=step)
+
+
+def _reference_columns(df: pl.DataFrame, kind: str) -> list | None:
+    cols = REF_COLUMNS[kind]
+    if not all(c in df.columns for c in cols):
+        return None
+    if any(df[c].null_count() for c in cols):
+        return None  # partial reference log-probs: recompute them all
+    if kind == "ranked":
+        return df["ref_logps"].to_list()
+    return [list(r) for r in zip(*(df[c].to_list() for c in cols), strict=True)]
+
+
+@dataclass
+class Batch:
+    input_ids: torch.Tensor  # [B*R, T]
+    attention_mask: torch.Tensor
+    loss_mask: torch.Tensor  # 1 on response tokens
+    n_responses: int  # R (for ranked: K, the longest list in the batch)
+    response_mask: torch.Tensor  # [B, R] real responses (ranked lists may be shorter)
+    weights: torch.Tensor  # [B]
+    ref: torch.Tensor | None  # [B, R]
+    rewards: torch.Tensor | None  # [B, R]
+    index: torch.Tensor  # [B] example indices
+
+    def to(self, device: torch.device) -> "Batch":
+        move = lambda t: None if t is None else t.to(device)  # noqa: E731
+        return Batch(move(self.input_ids), move(self.attention_mask), move(self.loss_mask), self.n_responses, move(self.response_mask),
+                     move(self.weights), move(self.ref), move(self.rewards), move(self.index))  # fmt: skip
+
+    @property
+    def n_tokens(self) -> int:
+        return int(self.attention_mask.sum())
+
+
+def collate(data: PreferenceData, indices: list[int], pad_id: int) -> Batch:
+    """Stack examples response-major (all first responses, then all second, ...) and pad on the right."""
+    exs = [data.examples[i] for i in indices]
+    R = max(len(e.responses) for e in exs)
+    seqs, masks, present = [], [], []
+    for r in range(R):
+        for e in exs:
+            resp = e.responses[r] if r < len(e.responses) else e.responses[-1]  # padding entries, masked below
+            seqs.append(e.prompt + resp)
+            masks.append([0] * len(e.prompt) + [1] * len(resp))
+    for e in exs:
+        present.append([r < len(e.responses) for r in range(R)])
+    T = max(len(s) for s in seqs)
+    input_ids = torch.full((len(seqs), T), pad_id, dtype=torch.long)
+    attention = torch.zeros((len(seqs), T), dtype=torch.long)
+    loss_mask = torch.zeros((len(seqs), T), dtype=torch.long)
+    for k, (s, m) in enumerate(zip(seqs, masks, strict=True)):
+        input_ids[k, : len(s)] = torch.tensor(s)
+        attention[k, : len(s)] = 1
+        loss_mask[k, : len(m)] = torch.tensor(m)
+    has_ref = all(e.ref is not None for e in exs)
+    ref = torch.tensor([e.ref + [0.0] * (R - len(e.ref)) for e in exs], dtype=torch.float32) if has_ref else None
+    has_rw = all(e.rewards is not None for e in exs)
+    rewards = torch.tensor([e.rewards + [0.0] * (R - len(e.rewards)) for e in exs], dtype=torch.float32) if has_rw else None
+    return Batch(
+        input_ids=input_ids,
+        attention_mask=attention,
+        loss_mask=loss_mask,
+        n_responses=R,
+        response_mask=torch.tensor(present, dtype=torch.bool),
+        weights=torch.tensor([e.weight for e in exs], dtype=torch.float32),
+        ref=ref,
+        rewards=rewards,
+        index=torch.tensor(indices, dtype=torch.long),
+    )

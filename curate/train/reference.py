@@ -1,0 +1,75 @@
+"""Reference log-probs: taken from the data when present, else computed once before training and cached.
+
+The reference model (by default the initial policy itself) runs in one no-grad pass over the data;
+the result is cached in the output folder, keyed by the data file, the reference model and the
+truncation settings, so a rerun or a resume never loads the reference model again.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+from pathlib import Path
+
+import torch
+
+from curate.train.data import PreferenceData, collate
+from curate.train.logps import sequence_logps
+
+CACHE_NAME = "reference_logps.pt"
+
+
+def cache_key(data_path: str, ref_model: str, max_length: int, max_prompt_length: int, n_examples: int) -> str:
+    st = os.stat(data_path)
+    raw = json.dumps([str(Path(data_path).resolve()), st.st_size, st.st_mtime_ns, str(Path(ref_model).resolve()),
+                      max_length, max_prompt_length, n_examples])  # fmt: skip
+    return hashlib.sha1(raw.encode()).hexdigest()
+
+
+@torch.no_grad()
+def compute_reference(
+    model: torch.nn.Module,
+    data: PreferenceData,
+    *,
+    pad_id: int,
+    batch_size: int,
+    device: torch.device,
+    chunk_size: int = 256,
+    indices: list[int] | None = None,
+    autocast: bool = False,
+) -> dict[int, list[float]]:
+    """Summed log-probs of every response under `model`, for the examples in `indices` (default: all)."""
+    was_training = model.training
+    model.eval()
+    indices = list(range(len(data))) if indices is None else indices
+    out: dict[int, list[float]] = {}
+    for start in range(0, len(indices), batch_size):
+        idx = indices[start : start + batch_size]
+        batch = collate(data, idx, pad_id).to(device)
+        with torch.autocast(device_type=device.type, dtype=torch.bfloat16, enabled=autocast):
+            lp, _ = sequence_logps(model, batch.input_ids, batch.attention_mask, batch.loss_mask, chunk_size)
+        lp = lp.float().view(batch.n_responses, len(idx)).T.cpu()
+        for row, i in enumerate(idx):
+            out[i] = lp[row, : len(data.examples[i].responses)].tolist()
+    model.train(was_training)
+    return out
+
+
+def load_cache(path: Path, key: str) -> dict[int, list[float]] | None:
+    if not path.exists():
+        return None
+    cached = torch.load(path, weights_only=True)
+    return {int(k): v for k, v in cached["ref"].items()} if cached.get("key") == key else None
+
+
+def save_cache(path: Path, key: str, ref: dict[int, list[float]]) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_suffix(".tmp")
+    torch.save({"key": key, "ref": ref}, tmp)
+    os.replace(tmp, path)
+
+
+def attach(data: PreferenceData, ref: dict[int, list[float]]) -> None:
+    for i, e in enumerate(data.examples):
+        e.ref = ref[i]
