@@ -69,4 +69,30 @@ def run_demo(out: Path, data: Path | None = None, *, console: Console) -> dict[s
     if stats:
         console.print("weights (difficulty_weight, normalised to mean 1): " + ", ".join(f"{k} {v:.3g}" for k, v in stats.items()))
     console.print(f"Train on it with TRL: load_dataset('json', data_files='{trl.path}'), or datasets.load_from_disk('{hf.path}').")
+    paths.update(train_tiny(out, paths["selected"], data, console=console))
     return paths
+
+
+def train_tiny(out: Path, pairs_path: Path, samples_path: Path, *, console: Console, steps: int = 8) -> dict[str, Path]:
+    """Train a tiny Llama (built offline here) for a few weighted-DPO steps on the demo pairs."""
+    try:
+        import torch  # noqa: F401
+        import transformers  # noqa: F401
+    except ImportError:
+        console.print("[yellow]skipping the training step:[/] install the `train` extra (torch, transformers) to run it.")
+        return {}
+    import polars as pl
+
+    from curate.cli import print_metrics
+    from curate.models.tiny import build_tiny_llama
+    from curate.train import TrainConfig, Trainer
+
+    console.rule("weighted DPO on a tiny Llama (random init, built offline)")
+    texts = pl.read_parquet(samples_path, columns=["prompt", "response"]).head(400)
+    model = build_tiny_llama(out / "tiny_llama", texts=texts["prompt"].to_list() + texts["response"].to_list())
+    cfg = TrainConfig(data=str(pairs_path), model=str(model), output_dir=str(out / "tiny_dpo"), loss="dpo", learning_rate=1e-3,
+                      batch_size=8, max_steps=steps, warmup_ratio=0.0, max_length=192, max_prompt_length=96)  # fmt: skip
+    result = Trainer(cfg).train()
+    print_metrics(result.metrics, console=console, every=1)
+    console.print(f"trained model, checkpoints and metrics.jsonl in {result.output_dir} (reference log-probs: {result.reference_source})")
+    return {"tiny_model": model, "trained": result.output_dir}

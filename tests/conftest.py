@@ -63,3 +63,25 @@ def math_samples() -> pl.DataFrame:
             "gold": ["4", "4", "4", "4", "G", "G", "1", "1"],
         }
     )
+
+
+@pytest.fixture(scope="session")
+def tiny_model(tmp_path_factory) -> Path:
+    """A tiny Llama (hidden 128, 2 layers, 2 heads of dim 64, vocab 512) built offline once per session."""
+    pytest.importorskip("torch")
+    from curate.models.tiny import build_tiny_llama
+
+    return build_tiny_llama(tmp_path_factory.mktemp("tiny") / "llama")
+
+
+def preference_frames(n: int = 64) -> dict[str, pl.DataFrame]:
+    """A learnable synthetic task: the right answer to "i plus 1" beats "bad answer"."""
+    prompts = [f"{i} plus 1 is" for i in range(n)]
+    right = [f"{i + 1}. The answer is {i + 1}." for i in range(n)]
+    short = [f"{i + 1}." for i in range(n)]
+    return {
+        "pairs": pl.DataFrame({"prompt": prompts, "chosen": right, "rejected": ["bad answer"] * n}),
+        "triplets": pl.DataFrame({"prompt": prompts, "chosen": right, "chosen_target": short, "rejected": ["bad answer"] * n}),
+        "ranked": pl.DataFrame({"prompt": prompts, "responses": [[r, s, "bad answer"] for r, s in zip(right, short, strict=True)],
+                                "rewards": [[3.0, 2.0, 1.0]] * n}),  # fmt: skip
+    }

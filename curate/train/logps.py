@@ -55,3 +55,14 @@ def sequence_logps(
             part = _chunk_logps(head, hidden[:, sl], labels[:, sl], mask[:, sl].float(), scale)
         total = total + part
     return total, loss_mask[:, 1:].sum(-1)
+
+
+class LogpsModel(torch.nn.Module):
+    """A causal LM whose forward returns `sequence_logps`, so DDP/FSDP see (and sync) every parameter it uses."""
+
+    def __init__(self, lm: torch.nn.Module) -> None:
+        super().__init__()
+        self.lm = lm
+
+    def forward(self, input_ids: Tensor, attention_mask: Tensor, loss_mask: Tensor, chunk_size: int = 256) -> tuple[Tensor, Tensor]:
+        return sequence_logps(self.lm, input_ids, attention_mask, loss_mask, chunk_size)

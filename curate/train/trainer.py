@@ -28,7 +28,7 @@ from curate.report import Step
 from curate.train import reference
 from curate.train.config import TrainConfig
 from curate.train.data import Batch, PreferenceData, collate, load_preference_data
-from curate.train.logps import sequence_logps
+from curate.train.logps import LogpsModel
 from curate.train.losses import LOSSES, NEEDS_REFERENCE, GapQueue, LossOutput
 
 KIND_LOSSES = {"triplets": {"wrpo"}, "ranked": {"multi_dpo"}}
@@ -171,6 +171,7 @@ class Trainer:
             model.gradient_checkpointing_enable()
             model.config.use_cache = False
         model.train()
+        model = LogpsModel(model)
         if self.cfg.fsdp:
             from torch.distributed.fsdp import FullyShardedDataParallel as FSDP
 
@@ -225,7 +226,7 @@ class Trainer:
         return torch.autocast(device_type=self.device.type, dtype=torch.bfloat16, enabled=self.bf16)
 
     def _policy_logps(self, batch: Batch) -> tuple[torch.Tensor, torch.Tensor]:
-        lp, n = sequence_logps(self.model, batch.input_ids, batch.attention_mask, batch.loss_mask, self.cfg.logps_chunk_size)
+        lp, n = self.model(batch.input_ids, batch.attention_mask, batch.loss_mask, self.cfg.logps_chunk_size)
         B = batch.index.numel()
         return lp.view(batch.n_responses, B).T, n.view(batch.n_responses, B).T
 
@@ -371,7 +372,8 @@ class Trainer:
     # --- checkpoints -------------------------------------------------------------------------------
 
     def _unwrapped(self) -> torch.nn.Module:
-        return getattr(self.model, "module", self.model)
+        """The transformers model inside the DDP/FSDP and log-prob wrappers."""
+        return getattr(self.model, "module", self.model).lm
 
     def _full_state_dict(self) -> dict[str, torch.Tensor] | None:
         if not self.cfg.fsdp:
@@ -380,7 +382,7 @@ class Trainer:
         from torch.distributed.fsdp import FullyShardedDataParallel as FSDP
 
         with FSDP.state_dict_type(self.model, StateDictType.FULL_STATE_DICT, FullStateDictConfig(offload_to_cpu=True, rank0_only=True)):
-            return self.model.state_dict()
+            return {k.removeprefix("lm."): v for k, v in self.model.state_dict().items()}
 
     def _save_model(self, folder: Path) -> None:
         state = self._full_state_dict()
