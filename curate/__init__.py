@@ -1,6 +1,6 @@
-"""curate: weighted and ranked preference datasets from sampled LLM responses (see SPEC.md).
+"""curate: weighted and ranked preference datasets from sampled LLM responses.
 
-`import curate` stays light: polars/duckdb load on first use of a function, torch never here.
+`import curate` stays light: polars loads here, duckdb on first SQL, torch never here.
 """
 
 from __future__ import annotations
@@ -11,6 +11,11 @@ from curate.errors import CurateError, SchemaError
 
 __version__ = "0.1.0"
 
+# `curate.sql` and `curate.export` are both a module and its main function: import them now and bind
+# the function, or the import system would later leave the module object under that name.
+from curate.export import export  # noqa: E402
+from curate.sql import sql  # noqa: E402
+
 _LAZY = {
     "read": "curate.io",
     "write": "curate.io",
@@ -20,21 +25,17 @@ _LAZY = {
     "triplets": "curate.wrpo",
     "rank": "curate.ranking",
     "select": "curate.selection",
-    "sql": "curate.sql",
-    "export": "curate.export",
     "score": "scorers.base",
 }
 
-__all__ = ["CurateError", "SchemaError", "__version__", *_LAZY]
+__all__ = ["CurateError", "SchemaError", "__version__", "export", "sql", *_LAZY]
 
 if TYPE_CHECKING:  # pragma: no cover
-    from curate.export import export
     from curate.io import load, read, write
     from curate.pairing import pairs
     from curate.ranking import rank
     from curate.schema import validate
     from curate.selection import select
-    from curate.sql import sql
     from curate.wrpo import triplets
     from scorers.base import score
 

@@ -369,8 +369,11 @@ def sample(
         from curate.models.engines import Sampling, make_engine, model_name
         from curate.models.stages import sample_shard
 
+        from curate.models.engines import chat_prompts
+
         sampling = Sampling(n=n, temperature=temperature, top_p=top_p, max_tokens=max_tokens, seed=seed)
         eng = make_engine(engine, model)
+        chat_prompts(eng.tokenizer, ["check"], require_template=not plain)  # fail before any work
         params = {"model": str(model), "engine": eng.name, "n": n, "temperature": temperature, "top_p": top_p, "max_tokens": max_tokens, "seed": seed}
         stage_cli("sample", params, prompts, "prompts", lambda rows, step: sample_shard(rows, eng, sampling, model_name(model), chat=not plain),
                   output, shard_size=shard_size, resume=resume, max_shards=max_shards, fmt=fmt)  # fmt: skip

@@ -70,6 +70,8 @@ def run_demo(out: Path, data: Path | None = None, *, console: Console) -> dict[s
         console.print("weights (difficulty_weight, normalised to mean 1): " + ", ".join(f"{k} {v:.3g}" for k, v in stats.items()))
     console.print(f"Train on it with TRL: load_dataset('json', data_files='{trl.path}'), or datasets.load_from_disk('{hf.path}').")
     paths.update(train_tiny(out, paths["selected"], data, console=console))
+    if "tiny_model" in paths:
+        paths.update(model_stages(out, data, paths["tiny_model"], console=console))
     return paths
 
 
@@ -96,3 +98,49 @@ def train_tiny(out: Path, pairs_path: Path, samples_path: Path, *, console: Cons
     print_metrics(result.metrics, console=console, every=1)
     console.print(f"trained model, checkpoints and metrics.jsonl in {result.output_dir} (reference log-probs: {result.reference_source})")
     return {"tiny_model": model, "trained": result.output_dir}
+
+
+def model_stages(out: Path, samples_path: Path, model: Path, *, console: Console, n_prompts: int = 8) -> dict[str, Path]:
+    """sample → verify → reward → logps → pairs (DCRM) → export → train, all on tiny offline models."""
+    import polars as pl
+
+    import curate
+    from curate.cli import print_metrics
+    from curate.io import write
+    from curate.models.engines import Sampling, make_engine, model_name
+    from curate.models.stages import LogpScorer, RewardModel, logps_shard, reward_shard, sample_shard
+    from curate.models.tiny import build_tiny_llama
+    from curate.models.verify import verify_frame
+    from curate.train import TrainConfig, Trainer
+
+    console.rule("model stages on tiny models: sample → verify → reward → logps → pairs → export → train")
+    d = out / "stages"
+    prompts = pl.read_parquet(samples_path).unique("prompt_id", keep="first", maintain_order=True).head(n_prompts)
+    prompts = prompts.select("prompt_id", "prompt", "gold").with_row_index("__row").with_columns(pl.col("__row").cast(pl.Int64))
+    engine = make_engine("auto", model)
+    samples = sample_shard(prompts, engine, Sampling(n=4, temperature=1.0, max_tokens=32, seed=0), model_name(model))
+    samples = samples.filter(pl.col("response").str.strip_chars() != "")  # a random model may stop at once
+    samples = verify_frame(samples, "math")
+    rm_path = build_tiny_llama(out / "tiny_reward_model", reward_model=True)
+    samples = reward_shard(samples, RewardModel(rm_path))
+    scorer = LogpScorer(model)
+    samples = logps_shard(samples, scorer, scorer)  # the policy is its own reference at the start
+    write(samples, d / "samples.parquet")
+    pairs = curate.pairs(curate.read(d / "samples.parquet"), strategy="best-of-n2").collect()
+    write(pairs, d / "pairs.parquet")
+    done = curate.export(d / "pairs.parquet", d / "pairs_trl.jsonl", "jsonl", trl=True)
+    cfg = TrainConfig(data=str(d / "pairs.parquet"), model=str(model), output_dir=str(d / "dpo"), loss="dpo", learning_rate=1e-3,
+                      batch_size=2, max_steps=3, warmup_ratio=0.0, max_length=512, max_prompt_length=448)  # fmt: skip
+    result = Trainer(cfg).train()
+    summary = RichTable(title="tiny end-to-end", title_justify="left")
+    for col in ("stage", "rows", "notes"):
+        summary.add_column(col)
+    summary.add_row(f"sample ({engine.name})", str(samples.height), f"{n_prompts} GSM8K prompts x 4")
+    summary.add_row("verify (math-verify)", str(samples["correct"].sum()), "correct answers (random weights: expect 0)")
+    summary.add_row("reward + logps", str(samples.height), "reward, logp, ref_logp, n_tokens, token_ids")
+    summary.add_row("pairs best-of-n2 (DCRM)", str(pairs.height), "ref_*_logps carried: training loads no reference")
+    summary.add_row("export TRL jsonl", str(done.rows), done.path)
+    summary.add_row("train dpo", str(result.steps), f"reference log-probs: {result.reference_source}")
+    console.print(summary)
+    print_metrics(result.metrics, console=console, every=1)
+    return {"stages": d}

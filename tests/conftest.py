@@ -85,3 +85,21 @@ def preference_frames(n: int = 64) -> dict[str, pl.DataFrame]:
         "ranked": pl.DataFrame({"prompt": prompts, "responses": [[r, s, "bad answer"] for r, s in zip(right, short, strict=True)],
                                 "rewards": [[3.0, 2.0, 1.0]] * n}),  # fmt: skip
     }
+
+
+@pytest.fixture(scope="session")
+def tiny_plain(tmp_path_factory) -> Path:
+    """The tiny Llama without a chat template."""
+    pytest.importorskip("torch")
+    from curate.models.tiny import build_tiny_llama
+
+    return build_tiny_llama(tmp_path_factory.mktemp("tiny_plain") / "llama", chat_template=False)
+
+
+@pytest.fixture(scope="session")
+def tiny_reward(tmp_path_factory) -> Path:
+    """A tiny Llama sequence classifier with one label: a reward model."""
+    pytest.importorskip("torch")
+    from curate.models.tiny import build_tiny_llama
+
+    return build_tiny_llama(tmp_path_factory.mktemp("tiny_rm") / "rm", reward_model=True)

@@ -44,7 +44,8 @@ def chat_prompts(tokenizer, prompts: list[str], *, require_template: bool = Fals
     if require_template:
         raise CurateError(
             f"{getattr(tokenizer, 'name_or_path', 'the model')}: the tokenizer has no chat template; this stage formats "
-            "conversations with it. Use a chat/instruct model or add a `chat_template` to its tokenizer_config.json."
+            "conversations with it. Use a chat/instruct model or add a `chat_template` to its tokenizer_config.json "
+            "(`curate sample --no-chat-template` sends plain prompts to a base model)."
         )
     return list(prompts)
 
@@ -119,6 +120,8 @@ class VLLMEngine:
     def __init__(self, model: str | Path, *, batch_size: int = 8, device: str | None = None) -> None:
         os.environ.setdefault("VLLM_CPU_KVCACHE_SPACE", "1")
         os.environ.setdefault("VLLM_CPU_NUM_OF_RESERVED_CPU", "0")
+        os.environ.setdefault("VLLM_ENABLE_V1_MULTIPROCESSING", "0")  # engine core in-process: no spawn of __main__
+        os.environ.setdefault("VLLM_LOGGING_LEVEL", "WARNING")
         import torch
         from vllm import LLM
 

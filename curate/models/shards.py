@@ -52,6 +52,24 @@ def run_sharded(
             raise CurateError(f"{folder} was written with other options ({old}); delete it or run with the same options.")
     folder.mkdir(parents=True, exist_ok=True)
     (folder / META).write_text(json.dumps(meta))
+    try:
+        done = _run_shards(rows, fn, folder, step, n_shards, shard_size, max_shards)
+    except BaseException:
+        if not any(folder.glob("shard-*.parquet")):
+            shutil.rmtree(folder, ignore_errors=True)  # nothing finished: leave no trace
+        raise
+    if done is None:
+        return None
+    shards = [folder / f"shard-{k:05d}.parquet" for k in range(n_shards)]
+    result = pl.concat([pl.read_parquet(p) for p in shards], how="diagonal_relaxed")
+    step.rows_out = result.height
+    write(result, output, fmt, lineage=Lineage(sources=lineage.sources, steps=[*lineage.steps, step]))
+    shutil.rmtree(folder, ignore_errors=True)
+    return result.height
+
+
+def _run_shards(rows, fn, folder: Path, step: Step, n_shards: int, shard_size: int, max_shards: int | None) -> int | None:
+    """Compute the missing shards in order; None when stopped by `max_shards`."""
     done = 0
     from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
 
@@ -71,9 +89,4 @@ def run_sharded(
                 out.write_parquet(tmp)
             done += 1
             progress.advance(task)
-    shards = [folder / f"shard-{k:05d}.parquet" for k in range(n_shards)]
-    result = pl.concat([pl.read_parquet(p) for p in shards], how="diagonal_relaxed")
-    step.rows_out = result.height
-    write(result, output, fmt, lineage=Lineage(sources=lineage.sources, steps=[*lineage.steps, step]))
-    shutil.rmtree(folder, ignore_errors=True)
-    return result.height
+    return done

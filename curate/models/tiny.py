@@ -33,12 +33,16 @@ def build_tiny_llama(
     intermediate_size: int = 256,
     max_position_embeddings: int = 512,
     chat_template: bool = True,
+    reward_model: bool = False,
     seed: int = 0,
 ) -> Path:
-    """Write a randomly initialised LlamaForCausalLM and its tokenizer to `out` and return the path."""
+    """Write a randomly initialised Llama and its tokenizer to `out` and return the path.
+
+    `reward_model=True` writes a LlamaForSequenceClassification with one label (a reward model).
+    """
     import torch
     from tokenizers import Tokenizer, decoders, models, pre_tokenizers, trainers
-    from transformers import LlamaConfig, LlamaForCausalLM, PreTrainedTokenizerFast
+    from transformers import LlamaConfig, LlamaForCausalLM, LlamaForSequenceClassification, PreTrainedTokenizerFast
     from transformers.utils import logging as hf_logging
 
     hf_logging.disable_progress_bar()
@@ -69,7 +73,8 @@ def build_tiny_llama(
         eos_token_id=fast.eos_token_id,
         pad_token_id=fast.pad_token_id,
         tie_word_embeddings=False,
+        num_labels=1,
     )
-    model = LlamaForCausalLM(config)
+    model = LlamaForSequenceClassification(config) if reward_model else LlamaForCausalLM(config)
     model.save_pretrained(out)
     return out

@@ -102,9 +102,11 @@ def load_preference_data(
     refs = _reference_columns(df, kind)
     rewards = df["rewards"].to_list() if kind == "ranked" and "rewards" in df.columns else None
 
-    examples, degenerate = [], 0
+    examples, degenerate, truncated = [], 0, 0
     for i, (p, rs) in enumerate(zip(prompts, responses, strict=True)):
+        full = (len(p), [len(r) for r in rs])
         p, rs = truncate(p, rs, max_length, max_prompt_length)
+        truncated += full != (len(p), [len(r) for r in rs])
         if kind == "ranked":
             keep = [k for k, r in enumerate(rs) if r not in rs[:k]]
             if len(keep) < 2:
@@ -119,6 +121,9 @@ def load_preference_data(
             continue
         examples.append(Example(p, rs, float(weights[i]), refs[i] if refs is not None else None))
     step.drop("examples whose responses became identical after truncation", degenerate)
+    if truncated:
+        step.warn(f"{truncated} example(s) were truncated to max_length={max_length}"
+                  + ("; their ref_*_logps from the data were computed on the full text, raise --max-length" if refs is not None else ""))
     step.rows_out = len(examples)
     if not examples:
         raise CurateError(f"{path}: no example left to train on after truncation to max_length={max_length}.")
