@@ -179,3 +179,10 @@ def test_torchrun_two_processes_match_one(tiny_model, tmp_path):
     a, b = load_file(tmp_path / "one" / "model.safetensors"), load_file(tmp_path / "two" / "model.safetensors")
     for name in a:
         torch.testing.assert_close(a[name], b[name], rtol=0, atol=1e-5, msg=name)
+
+
+@pytest.mark.gpu
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA GPU")
+def test_cuda_bf16_training_learns(tiny_model, tmp_path):
+    r = train(config(write(tmp_path, "pairs"), tiny_model, tmp_path / "out", loss="dpo", max_steps=20, device="cuda"))
+    assert r.metrics[-1]["loss"] < r.metrics[0]["loss"] and r.metrics[-1]["rewards/accuracies"] == 1.0

@@ -90,7 +90,7 @@ def reward_shard(rows: pl.DataFrame, rm: RewardModel) -> pl.DataFrame:
 class LogpScorer:
     """Sequence log-probs of responses with the trainer's tokenisation and log-prob code."""
 
-    def __init__(self, path: str | Path, *, batch_size: int = 8, chunk_size: int = 256) -> None:
+    def __init__(self, path: str | Path, *, batch_size: int = 8, chunk_size: int | None = None) -> None:
         import torch
         from transformers import AutoModelForCausalLM, AutoTokenizer
         from transformers.utils import logging as hf_logging
@@ -101,7 +101,9 @@ class LogpScorer:
         self.tokenizer = AutoTokenizer.from_pretrained(path)
         self.model = AutoModelForCausalLM.from_pretrained(path, dtype=torch.float32).to(self.device).eval()
         self.pad_id = self.tokenizer.pad_token_id if self.tokenizer.pad_token_id is not None else self.tokenizer.eos_token_id
-        self.batch_size, self.chunk_size = batch_size, chunk_size
+        from curate.train.logps import CHUNK_SIZE
+
+        self.batch_size, self.chunk_size = batch_size, chunk_size or CHUNK_SIZE
 
     def score(self, prompts: list[str], responses: list[str]) -> tuple[list[float], list[int], list[list[int]]]:
         import torch

@@ -50,7 +50,7 @@ class TrainConfig:
     logging_steps: int = 1
     gradient_checkpointing: bool = False
     bf16: bool | None = None  # None: bf16 autocast on CUDA, fp32 on CPU
-    logps_chunk_size: int = 256
+    logps_chunk_size: int = 32  # output-head positions per chunk (curate.train.logps.CHUNK_SIZE)
     fsdp: bool = False
     device: str | None = None
     save_model: bool = True

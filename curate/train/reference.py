@@ -15,7 +15,7 @@ from pathlib import Path
 import torch
 
 from curate.train.data import PreferenceData, collate
-from curate.train.logps import sequence_logps
+from curate.train.logps import CHUNK_SIZE, sequence_logps
 
 CACHE_NAME = "reference_logps.pt"
 
@@ -35,7 +35,7 @@ def compute_reference(
     pad_id: int,
     batch_size: int,
     device: torch.device,
-    chunk_size: int = 256,
+    chunk_size: int = CHUNK_SIZE,
     indices: list[int] | None = None,
     autocast: bool = False,
 ) -> dict[int, list[float]]:
