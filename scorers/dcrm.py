@@ -7,7 +7,7 @@ from dataclasses import dataclass
 import polars as pl
 
 from scorers.base import Scorer, ensure, register
-from scorers.errors import SchemaError
+from scorers.errors import CurateError, SchemaError
 from scorers.functions import sigmoid
 
 REF = ("ref_chosen_logps", "ref_rejected_logps")
@@ -18,6 +18,7 @@ class DcrmParams:
     epsilon: float = 1.0
     prob_distance: bool | None = None  # None: use d_prob when ref log-probs are present
     unit: str = "auto"  # edit-distance unit, passed to `edit_distance`
+    distance: str = "edit"  # "edit" (d_edit, FORMULAS A2) or "embedding" (1 − cosine, FORMULAS A8)
 
 
 def prob_distance_expr() -> pl.Expr:
@@ -38,7 +39,7 @@ def uses_prob_distance(requested: bool | None, names: list[str]) -> bool:
 
 @register("dcrm")
 class Dcrm(Scorer):
-    """DCRM = (σ(Δr) − 0.5) / (d_edit + d_prob + ε); adds `edit_distance` and `reward_margin` when absent."""
+    """DCRM = (σ(Δr) − 0.5) / (d + d_prob + ε), d = edit distance (or embedding distance); adds the inputs it computes."""
 
     level = "pair"
     requires = ("chosen", "rejected", "chosen_reward", "rejected_reward")
@@ -52,7 +53,13 @@ class Dcrm(Scorer):
 
     def score(self, frame: pl.LazyFrame) -> pl.LazyFrame:
         p = self.params
-        frame = ensure(ensure(frame, "reward_margin"), "edit_distance", unit=p.unit)
+        if p.distance not in ("edit", "embedding"):
+            raise CurateError(f"dcrm distance must be edit or embedding (got {p.distance!r}).")
+        frame = ensure(frame, "reward_margin")
+        if p.distance == "edit":
+            frame, dist = ensure(frame, "edit_distance", unit=p.unit), pl.col("edit_distance")
+        else:
+            frame, dist = ensure(frame, "embedding_distance"), pl.col("embedding_distance")
         d_prob = prob_distance_expr() if uses_prob_distance(p.prob_distance, frame.collect_schema().names()) else pl.lit(0.0)
-        dcrm = (sigmoid(pl.col("reward_margin")) - 0.5) / (pl.col("edit_distance") + d_prob + p.epsilon)
+        dcrm = (sigmoid(pl.col("reward_margin")) - 0.5) / (dist + d_prob + p.epsilon)
         return frame.with_columns(dcrm.alias("dcrm"))

@@ -240,3 +240,12 @@ def test_single_response_and_all_tied_prompts_give_no_pair():
     w = curate.score(df.with_columns(correct=pl.Series([True, False, False, True, True])).lazy(), "difficulty").collect()
     # S: one correct of one -> max(1, 1 + 0 + 1/1) = 2; T: all wrong, P_e = 2 (no answer: total) -> 1 + 2/2 = 2; U: all right -> 1.5
     assert w["difficulty_weight"].to_list() == pytest.approx([2.0, 2.0, 2.0, 1.5, 1.5])
+
+
+def test_dcrm_with_embedding_distance():
+    data = {"chosen": ["a", "b"], "rejected": ["c", "d"], "chosen_reward": [2.0, 3.0], "rejected_reward": [1.0, 1.0],
+            "chosen_embedding": [[1.0, 0.0], [1.0, 1.0]], "rejected_embedding": [[0.0, 1.0], [1.0, 1.0]]}  # fmt: skip
+    out = score(data, "dcrm", distance="embedding")
+    # d_emb = 1 and 0: (σ(1) − .5)/(1 + 1), (σ(2) − .5)/(0 + 1)
+    assert out["dcrm"].to_list() == pytest.approx([(sig(1) - 0.5) / 2, sig(2) - 0.5])
+    assert "edit_distance" not in out.columns
