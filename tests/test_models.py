@@ -51,24 +51,24 @@ def test_exact_answers_by_hand():
     assert exact_answer("line one\nfinal line") == "final line"
 
 
-def test_verify_game24_agrees_with_labels(tmp_path):
-    src = tmp_path / "g.parquet"
-    pl.read_parquet(GAME24).rename({"correct": "label"}).write_parquet(src)
-    out = tmp_path / "v.parquet"
-    r = cli("verify", src, "--task", "game24", "-o", out)
+def verified(src: Path, task: str, tmp_path: Path) -> pl.DataFrame:
+    """Run `curate verify` on a copy of `src` whose shipped `correct` labels are kept as `label`."""
+    copy = tmp_path / "labelled.parquet"
+    pl.read_parquet(src).rename({"correct": "label"}).write_parquet(copy)
+    out = tmp_path / "verified.parquet"
+    r = cli("verify", copy, "--task", task, "-o", out)
     assert r.returncode == 0, r.stderr
-    v = pl.read_parquet(out)
+    return pl.read_parquet(out)
+
+
+def test_verify_game24_agrees_with_labels(tmp_path):
+    v = verified(GAME24, "game24", tmp_path)
     assert v.height == 20_000 and (v["correct"] == v["label"]).mean() >= 0.99
 
 
 def test_verify_math_agrees_with_gsm8k_labels(tmp_path):
     pytest.importorskip("math_verify")
-    src = tmp_path / "g.parquet"
-    pl.read_parquet(GSM8K).rename({"correct": "label"}).write_parquet(src)
-    out = tmp_path / "v.parquet"
-    r = cli("verify", src, "--task", "math", "-o", out)
-    assert r.returncode == 0, r.stderr
-    v = pl.read_parquet(out)
+    v = verified(GSM8K, "math", tmp_path)
     assert (v["correct"] == v["label"]).mean() >= 0.98
     row = v.filter(pl.col("prompt_id") == "gsm8k-test-0").filter(pl.col("model") == "gpt-4-1106-preview").row(0, named=True)
     assert row["answer"] == "18" and row["correct"] is True  # "... #### 18", gold 18
