@@ -162,7 +162,9 @@ class Trainer:
         return AutoModelForCausalLM.from_pretrained(path, dtype=torch.float32).to(self.device)
 
     def _load_policy(self) -> torch.nn.Module:
-        model = getattr(self, "_policy", None) or self._load_model(self.resume_dir or self.cfg.model)
+        model = getattr(self, "_policy", None)
+        if model is None:
+            model = self._load_model(self.resume_dir or self.cfg.model)
         self._policy = None
         for m in model.modules():  # preference training runs without dropout, as TRL does
             if isinstance(m, torch.nn.Dropout):
