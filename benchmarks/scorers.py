@@ -90,7 +90,7 @@ def run_pandas(path: Path, distance, limit: int | None = None) -> pl.DataFrame:
         split = [r.split() for r, _ in recs]
         best = None
         for i, j in itertools.combinations(range(len(recs)), 2):
-            (ri, wi), (rj, wj) = recs[i], recs[j]
+            wi, wj = recs[i][1], recs[j][1]
             if wi == wj:
                 continue
             c, r = (i, j) if wi > wj else (j, i)

@@ -288,9 +288,12 @@ def train(
                 "max_length": max_length, "max_prompt_length": max_prompt_length, "weight_mode": weight_mode, "reduction": reduction,
                 "save_steps": save_steps, "resume_from": resume_from, "seed": seed}  # fmt: skip
         opts = {k: v for k, v in opts.items() if v is not None}
-        for flag, name in ((no_weights, "use_weights"), (gradient_checkpointing, "gradient_checkpointing"), (fsdp, "fsdp")):
-            if flag:
-                opts[name] = not no_weights if name == "use_weights" else True
+        if no_weights:
+            opts["use_weights"] = False
+        if gradient_checkpointing:
+            opts["gradient_checkpointing"] = True
+        if fsdp:
+            opts["fsdp"] = True
         if config is not None:
             cfg = TrainConfig.from_yaml(config, data=str(data), **opts)
             cfg.loss_kwargs = {**cfg.loss_kwargs, **kwargs}

@@ -4,7 +4,6 @@ logps, embed, judge, augment; resumable shards; bad inputs."""
 from __future__ import annotations
 
 import importlib.util
-import json
 import os
 import subprocess
 import sys

@@ -301,9 +301,9 @@ def amapo(
     μ, s (unbiased) come from `batch_margins` when the trainer passes the global batch's margins,
     else from this call's margins; both detached.
     """
-    m = _avg(policy_chosen_logps, chosen_lengths, "chosen_lengths", "amapo") - _avg(
-        policy_rejected_logps, rejected_lengths, "rejected_lengths", "amapo"
-    )
+    a_w = _avg(policy_chosen_logps, chosen_lengths, "chosen_lengths", "amapo")
+    a_l = _avg(policy_rejected_logps, rejected_lengths, "rejected_lengths", "amapo")
+    m = a_w - a_l
     stats = (m if batch_margins is None else batch_margins).detach()
     mu = stats.mean()
     s = stats.std(unbiased=True) if stats.numel() > 1 else torch.ones_like(mu)
@@ -311,8 +311,6 @@ def amapo(
     md = m.detach()
     gamma = torch.where(md < mu, beta * torch.exp(((mu - md) / s) * mu), torch.zeros_like(md))
     losses = -F.logsigmoid(_scale(beta * m - gamma, logit_weights))
-    a_w = _avg(policy_chosen_logps, chosen_lengths, "chosen_lengths", "amapo")
-    a_l = _avg(policy_rejected_logps, rejected_lengths, "rejected_lengths", "amapo")
     return LossOutput(losses, beta * a_w.detach(), beta * a_l.detach())
 
 

@@ -27,7 +27,7 @@ from curate.errors import CurateError
 from curate.report import Step
 from curate.train import reference
 from curate.train.config import TrainConfig
-from curate.train.data import Batch, PreferenceData, collate, load_preference_data
+from curate.train.data import Batch, collate, load_preference_data
 from curate.train.logps import LogpsModel
 from curate.train.losses import LOSSES, NEEDS_REFERENCE, GapQueue, LossOutput
 
