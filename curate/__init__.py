@@ -9,7 +9,7 @@ from typing import TYPE_CHECKING, Any
 
 from curate.errors import CurateError, SchemaError
 
-__version__ = "0.1.0"
+__version__ = "0.2.0"
 
 # `curate.sql` and `curate.export` are both a module and its main function: import them now and bind
 # the function, or the import system would later leave the module object under that name.

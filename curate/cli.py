@@ -28,8 +28,12 @@ app = typer.Typer(
     pretty_exceptions_enable=False,
 )
 
-Output = Annotated[Path, typer.Option("--output", "-o", help="Output file (.parquet/.jsonl) or folder (--format hf).")]
-Format = Annotated[Optional[str], typer.Option("--format", "-f", help="parquet | jsonl | hf (default: from the extension).")]
+Output = Annotated[Path, typer.Option("--output", "-o", help="Output file (.parquet/.jsonl) or folder (Hub layout, or --format arrow).")]
+Format = Annotated[
+    Optional[str],
+    typer.Option("--format", "-f", help="parquet | jsonl | hf (a Hub dataset folder; also `hub`) | arrow (save_to_disk). Default: from the extension."),
+]
+Split = Annotated[Optional[str], typer.Option("--split", help="Split of a dataset folder to read (default: train, or its only split).")]
 Dedup = Annotated[bool, typer.Option("--dedup", help="Drop duplicate (prompt_id, response, model) rows, keeping the first.")]
 DropInvalid = Annotated[
     bool, typer.Option("--drop-invalid", help="Drop rows with empty text or non-finite numbers instead of failing (counted).")
@@ -79,11 +83,19 @@ def step_cli(name: str, params: dict, src: Path, kind: str | None, build: "Build
 
 
 @app.command()
-def ingest(samples: Path, output: Output, fmt: Format = None, dedup: Dedup = False, drop_invalid: DropInvalid = False) -> None:
-    """Validate a samples file (adding prompt_id and model when absent) and write it."""
+def ingest(
+    samples: Annotated[list[Path], typer.Argument(help="Samples: files, globs (quoted) or dataset folders; several are concatenated.")],
+    output: Output,
+    fmt: Format = None,
+    dedup: Dedup = False,
+    drop_invalid: DropInvalid = False,
+    split: Split = None,
+) -> None:
+    """Validate samples (adding prompt_id and model when absent; splitting a `messages` column) and write them."""
     with guarded():
-        params = {"dedup": dedup, "drop_invalid": drop_invalid}
-        step_cli("ingest", params, samples, "samples", lambda f, s: f, output, fmt, dedup=dedup, drop_invalid=drop_invalid)
+        params = {"dedup": dedup, "drop_invalid": drop_invalid, "split": split}
+        src = [str(p) for p in samples] if len(samples) > 1 else samples[0]
+        step_cli("ingest", params, src, "samples", lambda f, s: f, output, fmt, dedup=dedup, drop_invalid=drop_invalid, split=split)
 
 
 @app.command()
@@ -98,6 +110,7 @@ def pairs(
     fmt: Format = None,
     dedup: Dedup = False,
     drop_invalid: DropInvalid = False,
+    split: Split = None,
 ) -> None:
     """Build preference pairs (TRL prompt/chosen/rejected + weight) from samples."""
     with guarded():
@@ -109,7 +122,7 @@ def pairs(
         def build(frame, step):
             return build_pairs(frame, strategy=strategy, by=by, k=k, seed=seed, step=step, **extra)
 
-        step_cli("pairs", params, samples, "samples", build, output, fmt, dedup=dedup, drop_invalid=drop_invalid)
+        step_cli("pairs", params, samples, "samples", build, output, fmt, dedup=dedup, drop_invalid=drop_invalid, split=split)
 
 
 @app.command()
@@ -121,6 +134,7 @@ def triplets(
     fmt: Format = None,
     dedup: Dedup = False,
     drop_invalid: DropInvalid = False,
+    split: Split = None,
 ) -> None:
     """Build WRPO triplets: best source response, best and worst target response."""
     with guarded():
@@ -131,7 +145,7 @@ def triplets(
         def build(frame, step):
             return build_triplets(frame, target_model, rejected_from=rejected_from, step=step)
 
-        step = step_cli("triplets", params, samples, "samples", build, output, fmt, dedup=dedup, drop_invalid=drop_invalid)
+        step = step_cli("triplets", params, samples, "samples", build, output, fmt, dedup=dedup, drop_invalid=drop_invalid, split=split)
         if step.rows_out == 0:
             err_console.print("[yellow]warning:[/] no triplet could be formed; see the drop reasons above.", highlight=False)
 
@@ -145,6 +159,7 @@ def rank(
     fmt: Format = None,
     dedup: Dedup = False,
     drop_invalid: DropInvalid = False,
+    split: Split = None,
 ) -> None:
     """Build ranked lists (best first) per prompt for Multi-DPO."""
     with guarded():
@@ -155,7 +170,7 @@ def rank(
         def build(frame, step):
             return build_ranked(frame, min_responses=min_responses, max_responses=max_responses, step=step)
 
-        step_cli("rank", params, samples, "samples", build, output, fmt, dedup=dedup, drop_invalid=drop_invalid)
+        step_cli("rank", params, samples, "samples", build, output, fmt, dedup=dedup, drop_invalid=drop_invalid, split=split)
 
 
 @app.command()
@@ -170,13 +185,14 @@ def select(
     weight: Annotated[Optional[str], typer.Option(help="Copy this column into `weight`.")] = None,
     normalize_weights: Annotated[Optional[str], typer.Option(help="mean: rescale weights to mean 1.")] = None,
     fmt: Format = None,
+    split: Split = None,
 ) -> None:
     """Filter and rank rows, and set weights; every dropped row is counted with its reason."""
     with guarded():
         from curate.selection import select as run_select
 
         params = {"where": where, "top": top, "top_k": top_k, "by": by, "per_prompt": per_prompt, "weight": weight, "normalize_weights": normalize_weights}
-        step_cli("select", params, table_path, None, lambda f, s: run_select(f, step=s, **params), output, fmt)
+        step_cli("select", params, table_path, None, lambda f, s: run_select(f, step=s, **params), output, fmt, split=split)
 
 
 @app.command()
@@ -213,14 +229,41 @@ def export(
     output: Output,
     fmt: Format = None,
     trl: Annotated[bool, typer.Option(help="Keep only TRL DPOTrainer columns (prompt, chosen, rejected, ref logps, weight).")] = False,
+    format_style: Annotated[
+        Optional[str], typer.Option("--format-style", help="TRL's conversational | standard format (default: like the input).")
+    ] = None,
+    tokenizer: Annotated[Optional[Path], typer.Option(help="Local tokenizer whose chat template renders conversations for --format-style standard.")] = None,
+    license: Annotated[Optional[str], typer.Option("--license", help="License for the dataset card (default: the input card's).")] = None,
+    split: Split = None,
+    drop_invalid: DropInvalid = False,
 ) -> None:
-    """Export a table to parquet, jsonl or an HF datasets folder with a dataset card."""
+    """Export a table to parquet, jsonl, a Hub dataset folder (with a dataset card) or a save_to_disk folder."""
     with guarded():
         from curate.export import export as run_export
 
         with spinner(f"exporting {output}"):
-            done = run_export(table_path, output, fmt, trl=trl)
-        err_console.print(f"wrote [bold]{done.path}[/] ({done.format}, {done.rows:,} rows)", highlight=False)
+            done = run_export(table_path, output, fmt, trl=trl, style=format_style, tokenizer=tokenizer, license=license, split=split,
+                              drop_invalid=drop_invalid)  # fmt: skip
+        err_console.print(f"wrote [bold]{done.path}[/] ({done.format}, {done.rows:,} rows, TRL {done.style} format)", highlight=False)
+        for note in done.notes:
+            err_console.print(f"[yellow]note:[/] {note}", highlight=False)
+
+
+@app.command()
+def push(
+    folder: Annotated[Path, typer.Argument(metavar="OUT", help="A Hub dataset folder written by `curate export --format hf`.")],
+    repo_id: Annotated[str, typer.Argument(help="The Hub dataset repository, e.g. my-org/my-pairs.")],
+    private: Annotated[bool, typer.Option("--private", help="Create the repository as private.")] = False,
+    revision: Annotated[Optional[str], typer.Option(help="Branch to push to (default: main).")] = None,
+    message: Annotated[str, typer.Option(help="Commit message.")] = "Upload dataset written by curate",
+) -> None:
+    """Upload a Hub dataset folder to the Hugging Face Hub (needs `huggingface_hub` and a token: `hf auth login`)."""
+    with guarded():
+        from curate.push import push as run_push
+
+        with spinner(f"uploading {folder} to {repo_id}"):
+            url = run_push(folder, repo_id, private=private, revision=revision, message=message)
+        err_console.print(f"pushed [bold]{folder}[/] to {url}", highlight=False)
 
 
 @app.command()
@@ -232,6 +275,7 @@ def score(
     per_prompt: Annotated[bool, typer.Option(help="Write one row per prompt with the prompt-level columns.")] = False,
     fmt: Format = None,
     drop_invalid: DropInvalid = False,
+    split: Split = None,
 ) -> None:
     """Add scorer columns to a table (every row is kept)."""
     with guarded():
@@ -242,7 +286,7 @@ def score(
         def build(frame, step):
             return score_table(frame, scorer, per_prompt=per_prompt, **params)
 
-        step_cli("score", {"scorers": scorer, "per_prompt": per_prompt, **params}, table_path, None, build, output, fmt, drop_invalid=drop_invalid)
+        step_cli("score", {"scorers": scorer, "per_prompt": per_prompt, **params}, table_path, None, build, output, fmt, drop_invalid=drop_invalid, split=split)
 
 
 @app.command()
@@ -272,6 +316,10 @@ def train(
     seed: Annotated[Optional[int], typer.Option()] = None,
     gradient_checkpointing: Annotated[bool, typer.Option("--gradient-checkpointing")] = False,
     fsdp: Annotated[bool, typer.Option("--fsdp", help="Shard the model with FSDP (CUDA, under torchrun).")] = False,
+    wrap_plain_prompts: Annotated[
+        bool, typer.Option("--wrap-plain-prompts", help="Send plain-string prompts through the chat template as one user turn (TRL does not).")
+    ] = False,
+    split: Split = None,
 ) -> None:
     """Train a policy on weighted preference data (run under `torchrun` for several processes)."""
     with guarded():
@@ -294,6 +342,10 @@ def train(
             opts["gradient_checkpointing"] = True
         if fsdp:
             opts["fsdp"] = True
+        if wrap_plain_prompts:
+            opts["wrap_plain_prompts"] = True
+        if split is not None:
+            opts["split"] = split
         if config is not None:
             cfg = TrainConfig.from_yaml(config, data=str(data), **opts)
             cfg.loss_kwargs = {**cfg.loss_kwargs, **kwargs}
@@ -515,7 +567,9 @@ def augment(
 
         step = Step("augment", params={"model": str(model), "n": n, "shots": shots, "seed": seed}, inputs=[str(seed_file)])
         table = load(seed_file, "prompts", step=step)
-        seeds = table.frame.select("prompt").collect()["prompt"].to_list()
+        from curate.messages import transcript
+
+        seeds = [transcript(p) for p in table.frame.select("prompt").collect()["prompt"].to_list()]
         step.rows_in = len(seeds)
         eng = make_engine(engine, model)
         with spinner(f"generating {n} prompts"):
@@ -525,6 +579,21 @@ def augment(
         step.rows_out = df.height
         write(df, output, fmt, lineage=Lineage(sources=table.lineage.sources, steps=[*table.lineage.steps, step]))
         print_step(step, output)
+
+
+@app.command("tiny-models")
+def tiny_models(
+    out: Annotated[Path, typer.Argument(help="Folder for the models: OUT/policy (a chat model) and OUT/reward-model.")],
+    seed: Annotated[int, typer.Option(help="Seed of the random weights.")] = 0,
+) -> None:
+    """Build tiny random-weight models offline (a Llama chat model and a reward model) to try the model stages and training."""
+    with guarded():
+        from curate.models.tiny import build_tiny_models
+
+        with spinner(f"building tiny models in {out}"):
+            paths = build_tiny_models(out, seed=seed)
+        for name, path in paths.items():
+            err_console.print(f"wrote [bold]{path}[/] ({name})", highlight=False)
 
 
 @app.command("scorers")

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -28,6 +28,24 @@ def spinner(what: str) -> Iterator[None]:
     with Progress(*columns, console=err_console, transient=True, disable=not err_console.is_terminal) as p:
         p.add_task(what, total=None)
         yield
+
+
+@contextmanager
+def progress_bar(what: str, total: int | None, *, unit: str = "rows", enabled: bool = True) -> Iterator[Callable[[int], None]]:
+    """A progress bar on stderr (done/total, rate in `unit`/s, time left); yields `advance(n)`. Silent when not a terminal."""
+    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TaskProgressColumn, TextColumn, TimeRemainingColumn
+
+    columns = (TextColumn(what), BarColumn(), MofNCompleteColumn(), TaskProgressColumn(),
+               TextColumn(f"{{task.fields[rate]}} {unit}/s"), TimeRemainingColumn())  # fmt: skip
+    with Progress(*columns, console=err_console, transient=False, disable=not (enabled and err_console.is_terminal)) as p:
+        task = p.add_task(what, total=total, rate="—")
+
+        def advance(n: int) -> None:
+            p.advance(task, n)
+            speed = p.tasks[0].speed
+            p.update(task, rate=f"{speed:,.1f}" if speed else "—")
+
+        yield advance
 
 
 def print_step(step: "Step", output: Path | str | None, console: Console = err_console) -> None:

@@ -63,12 +63,13 @@ def run_demo(out: Path, data: Path | None = None, *, console: Console) -> dict[s
     for step, path in steps:
         summary.add_row(step.name, f"{step.rows_out:,}", str(path))
     summary.add_row("export TRL jsonl", f"{trl.rows:,}", trl.path)
-    summary.add_row("export HF datasets folder (+ README.md card)", f"{hf.rows:,}", hf.path)
+    summary.add_row("export Hub dataset folder (data/ shards + README.md card)", f"{hf.rows:,}", hf.path)
     console.print(summary)
     stats = weight_stats(selected)
     if stats:
         console.print("weights (difficulty_weight, normalised to mean 1): " + ", ".join(f"{k} {v:.3g}" for k, v in stats.items()))
-    console.print(f"Train on it with TRL: load_dataset('json', data_files='{trl.path}'), or datasets.load_from_disk('{hf.path}').")
+    console.print(f"Train on it with TRL: load_dataset('json', data_files='{trl.path}'), or load_dataset('{hf.path}'); "
+                  "the weights need `curate train` or curate.trl.WeightedDPOTrainer.")
     paths.update(train_tiny(out, paths["selected"], data, console=console))
     if "tiny_model" in paths:
         paths.update(model_stages(out, data, paths["tiny_model"], console=console))

@@ -7,8 +7,22 @@ Every step that filters rows adds a line here, so nothing is dropped silently; t
 from __future__ import annotations
 
 import json
+import os
 from dataclasses import asdict, dataclass, field
 from typing import Any
+
+
+def _portable(value: Any) -> Any:
+    """Absolute paths become relative (or bare file names): lineage never records the writing machine's folders."""
+    from curate.hub import relative_source
+
+    if isinstance(value, str) and os.path.isabs(value):
+        return relative_source(value)
+    if isinstance(value, list):
+        return [_portable(v) for v in value]
+    if isinstance(value, dict):
+        return {k: _portable(v) for k, v in value.items()}
+    return value
 
 
 @dataclass
@@ -22,6 +36,10 @@ class Step:
     rows_out: int | None = None
     dropped: dict[str, int] = field(default_factory=dict)
     warnings: list[str] = field(default_factory=list)
+
+    def __post_init__(self) -> None:
+        self.params = _portable(dict(self.params))
+        self.inputs = _portable([str(i) for i in self.inputs])
 
     def drop(self, reason: str, count: int) -> None:
         """Record `count` rows (or prompts, as the reason says) dropped for `reason`; zero counts are skipped."""
@@ -38,6 +56,9 @@ class Lineage:
 
     sources: list[str] = field(default_factory=list)
     steps: list[Step] = field(default_factory=list)
+
+    def __post_init__(self) -> None:
+        self.sources = _portable([str(s) for s in self.sources])
 
     def to_json(self) -> str:
         return json.dumps({"sources": self.sources, "steps": [asdict(s) for s in self.steps]})

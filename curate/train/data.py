@@ -15,6 +15,7 @@ import torch
 
 from curate.errors import CurateError
 from curate.report import Step
+from curate.train.tokenize import tokenize_examples
 
 ROLES = {"pairs": ("chosen", "rejected"), "triplets": ("chosen", "chosen_target", "rejected")}
 REF_COLUMNS = {
@@ -47,20 +48,6 @@ class PreferenceData:
         return all(e.ref is not None for e in self.examples)
 
 
-def render_prompts(tokenizer, prompts: list[str]) -> list[list[int]]:
-    """Prompt token ids: the chat template with a generation prompt when the tokenizer has one, else plain text."""
-    if getattr(tokenizer, "chat_template", None):
-        texts = [tokenizer.apply_chat_template([{"role": "user", "content": p}], tokenize=False, add_generation_prompt=True) for p in prompts]
-        return tokenizer(texts, add_special_tokens=False)["input_ids"]
-    return tokenizer(prompts, add_special_tokens=True)["input_ids"]
-
-
-def encode_responses(tokenizer, texts: list[str]) -> list[list[int]]:
-    """Response token ids followed by EOS, so the model learns to stop."""
-    eos = [tokenizer.eos_token_id] if tokenizer.eos_token_id is not None else []
-    return [ids + eos for ids in tokenizer(texts, add_special_tokens=False)["input_ids"]]
-
-
 def truncate(prompt: list[int], responses: list[list[int]], max_length: int, max_prompt_length: int) -> tuple[list[int], list[list[int]]]:
     """Keep the end of the prompt (at most `max_prompt_length`), then cut responses to fit `max_length`."""
     longest = max(len(r) for r in responses)
@@ -78,26 +65,26 @@ def load_preference_data(
     max_length: int = 1024,
     max_prompt_length: int = 512,
     use_weights: bool = True,
+    wrap_plain_prompts: bool = False,
+    split: str | None = None,
 ) -> PreferenceData:
-    """Read and tokenise a pairs/triplets/ranked table; report examples made degenerate by truncation."""
+    """Read and tokenise a pairs/triplets/ranked table as TRL does (curate.train.tokenize); report examples made degenerate by truncation."""
     from curate.io import load
 
     step = Step("tokenize", params={"max_length": max_length, "max_prompt_length": max_prompt_length}, inputs=[str(path)])
-    table = load(path, kind=None, step=step)
+    table = load(path, kind=None, step=step, split=split)
     if table.kind == "samples":
         raise CurateError(f"{path}: training needs a pairs, triplets or ranked table; build one with `curate pairs` first.")
     df = table.frame.collect()
     step.rows_in = df.height
     kind = table.kind
-    prompts = render_prompts(tokenizer, df["prompt"].to_list())
     if kind == "ranked":
-        lists = df["responses"].to_list()
-        flat = encode_responses(tokenizer, [r for rs in lists for r in rs])
-        it = iter(flat)
-        responses = [[next(it) for _ in rs] for rs in lists]
+        completions = df["responses"].to_list()
     else:
-        cols = [encode_responses(tokenizer, df[role].to_list()) for role in ROLES[kind]]
-        responses = [list(rs) for rs in zip(*cols, strict=True)]
+        completions = [list(rs) for rs in zip(*(df[role].to_list() for role in ROLES[kind]), strict=True)]
+    tokenized = tokenize_examples(tokenizer, df["prompt"].to_list(), completions, wrap_plain_prompts=wrap_plain_prompts)
+    prompts = [p for p, _ in tokenized]
+    responses = [rs for _, rs in tokenized]
     weights = df["weight"].to_list() if use_weights and "weight" in df.columns else [1.0] * df.height
     refs = _reference_columns(df, kind)
     rewards = df["rewards"].to_list() if kind == "ranked" and "rewards" in df.columns else None

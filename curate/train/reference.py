@@ -38,20 +38,30 @@ def compute_reference(
     chunk_size: int = CHUNK_SIZE,
     indices: list[int] | None = None,
     autocast: bool = False,
+    progress: bool = False,
 ) -> dict[int, list[float]]:
-    """Summed log-probs of every response under `model`, for the examples in `indices` (default: all)."""
+    """Summed log-probs of every response under `model`, for the examples in `indices` (default: all).
+
+    Examples are taken longest first so that batches pad little; `progress` shows a bar with
+    examples/s and the time left.
+    """
+    from curate.console import progress_bar
+
     was_training = model.training
     model.eval()
-    indices = list(range(len(data))) if indices is None else indices
+    indices = list(range(len(data))) if indices is None else list(indices)
+    by_length = sorted(indices, key=lambda i: -(len(data.examples[i].prompt) + max(len(r) for r in data.examples[i].responses)))
     out: dict[int, list[float]] = {}
-    for start in range(0, len(indices), batch_size):
-        idx = indices[start : start + batch_size]
-        batch = collate(data, idx, pad_id).to(device)
-        with torch.autocast(device_type=device.type, dtype=torch.bfloat16, enabled=autocast):
-            lp, _ = sequence_logps(model, batch.input_ids, batch.attention_mask, batch.loss_mask, chunk_size)
-        lp = lp.float().view(batch.n_responses, len(idx)).T.cpu()
-        for row, i in enumerate(idx):
-            out[i] = lp[row, : len(data.examples[i].responses)].tolist()
+    with progress_bar("reference log-probs", len(by_length), unit="examples", enabled=progress) as advance:
+        for start in range(0, len(by_length), batch_size):
+            idx = by_length[start : start + batch_size]
+            batch = collate(data, idx, pad_id).to(device)
+            with torch.autocast(device_type=device.type, dtype=torch.bfloat16, enabled=autocast):
+                lp, _ = sequence_logps(model, batch.input_ids, batch.attention_mask, batch.loss_mask, chunk_size)
+            lp = lp.float().view(batch.n_responses, len(idx)).T.cpu()
+            for row, i in enumerate(idx):
+                out[i] = lp[row, : len(data.examples[i].responses)].tolist()
+            advance(len(idx))
     model.train(was_training)
     return out
 
@@ -70,6 +80,7 @@ def save_cache(path: Path, key: str, ref: dict[int, list[float]]) -> None:
     os.replace(tmp, path)
 
 
-def attach(data: PreferenceData, ref: dict[int, list[float]]) -> None:
-    for i, e in enumerate(data.examples):
-        e.ref = ref[i]
+def attach(data: PreferenceData, ref: dict[int, list[float]], indices: list[int] | None = None) -> None:
+    """Set the reference log-probs of the examples in `indices` (default: all)."""
+    for i in range(len(data)) if indices is None else indices:
+        data.examples[i].ref = ref[i]

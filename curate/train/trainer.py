@@ -113,7 +113,8 @@ class Trainer:
         self.tokenizer = AutoTokenizer.from_pretrained(config.model)
         self.pad_id = self.tokenizer.pad_token_id if self.tokenizer.pad_token_id is not None else self.tokenizer.eos_token_id
         self.data = load_preference_data(
-            config.data, self.tokenizer, max_length=config.max_length, max_prompt_length=config.max_prompt_length, use_weights=config.use_weights
+            config.data, self.tokenizer, max_length=config.max_length, max_prompt_length=config.max_prompt_length, use_weights=config.use_weights,
+            wrap_plain_prompts=config.wrap_plain_prompts, split=config.split,
         )
         allowed = KIND_LOSSES.get(self.data.kind, set(LOSSES) - {"wrpo", "multi_dpo"})
         if config.loss not in allowed:
@@ -183,29 +184,37 @@ class Trainer:
         return model
 
     def _prepare_reference(self) -> None:
-        """Reference log-probs from the data, the cache, or one no-grad pass (never a 2nd model in the loop)."""
+        """Reference log-probs from the data, the cache, or one no-grad pass (never a 2nd model in the loop).
+
+        Only the examples this run will train on (its steps' global batches) are computed; the cache
+        in the output folder keeps them, and a later, longer run computes just the ones still missing.
+        """
         if self.data.has_reference:
             self.reference_source = "data"
             return
         ref_path = self.cfg.ref_model or self.cfg.model
         key = reference.cache_key(self.cfg.data, ref_path, self.cfg.max_length, self.cfg.max_prompt_length, len(self.data))
         cache = self.out / reference.CACHE_NAME
-        cached = reference.load_cache(cache, key)
-        if cached is not None:
-            reference.attach(self.data, cached)
+        known = reference.load_cache(cache, key) or {}
+        needed = sorted({i for step in range(self.total_steps) for i in self._global_batch(step)})
+        missing = [i for i in needed if i not in known]
+        if not missing:
+            reference.attach(self.data, known, needed)
             self.reference_source = "cache"
             return
         model = self._load_model(ref_path)
-        mine = list(range(self.dist.rank, len(self.data), self.dist.world))
+        mine = missing[self.dist.rank :: self.dist.world]
         ref = reference.compute_reference(model, self.data, pad_id=self.pad_id, batch_size=self.cfg.batch_size, device=self.device,
-                                          chunk_size=self.cfg.logps_chunk_size, indices=mine, autocast=self.bf16)  # fmt: skip
+                                          chunk_size=self.cfg.logps_chunk_size, indices=mine, autocast=self.bf16,
+                                          progress=self.dist.main and self.cfg.progress)  # fmt: skip
         if self.dist.enabled:
             parts: list[dict] = [{} for _ in range(self.dist.world)]
             dist.all_gather_object(parts, ref)
             ref = {k: v for part in parts for k, v in part.items()}
+        known.update(ref)
         if self.dist.main:
-            reference.save_cache(cache, key, ref)
-        reference.attach(self.data, ref)
+            reference.save_cache(cache, key, known)
+        reference.attach(self.data, known, needed)
         self.reference_source = "computed"
         if self.cfg.ref_model is None and self.resume_dir is None:
             self._policy = model  # the reference was the initial policy: train this very model
@@ -214,14 +223,18 @@ class Trainer:
 
     # --- one optimizer step ---------------------------------------------------------------------------
 
-    def _indices_for(self, step: int) -> list[list[int]]:
-        """This process's micro-batches for a global step (the same global batch whatever the world size)."""
+    def _global_batch(self, step: int) -> list[int]:
+        """The example indices of a global step (an epoch is a seeded permutation; the same whatever the world size)."""
         epoch, k = divmod(step, self.steps_per_epoch)
         n = len(self.data)
         perm = torch.randperm(n, generator=torch.Generator().manual_seed(self.cfg.seed + epoch)) if self.cfg.shuffle else torch.arange(n)
-        batch = perm[k * self.global_batch : (k + 1) * self.global_batch]
+        return perm[k * self.global_batch : (k + 1) * self.global_batch].tolist()
+
+    def _indices_for(self, step: int) -> list[list[int]]:
+        """This process's micro-batches for a global step (the same global batch whatever the world size)."""
+        batch = self._global_batch(step)
         per_rank = self.cfg.batch_size * self.cfg.grad_accum
-        mine = batch[self.dist.rank * per_rank : (self.dist.rank + 1) * per_rank].tolist()
+        mine = batch[self.dist.rank * per_rank : (self.dist.rank + 1) * per_rank]
         return [mine[i : i + self.cfg.batch_size] for i in range(0, len(mine), self.cfg.batch_size)]
 
     def _autocast(self):

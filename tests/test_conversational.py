@@ -1,0 +1,200 @@
+"""Conversational data: messages in, every strategy, TRL's conversational format out, the same token ids as TRL."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from pathlib import Path
+
+import polars as pl
+import pytest
+
+import curate
+from conftest import DATA
+from test_cli import curate_cli
+
+HH = DATA / "hh_harmless_conversations.parquet"
+SYSTEM = {"role": "system", "content": "Be brief."}
+
+
+def test_messages_column_is_split_and_prompt_id_hashes_canonical_json(tmp_path):
+    path = tmp_path / "s.jsonl"
+    rows = [
+        {"messages": [SYSTEM, {"role": "user", "content": "Hi"}, {"role": "assistant", "content": "Hello!"}], "reward": 1.0},
+        {"messages": [SYSTEM, {"role": "user", "content": "Hi"}, {"role": "assistant", "content": "Go away."}], "reward": 0.0},
+    ]
+    path.write_text("".join(json.dumps(r) + "\n" for r in rows))
+    df = curate.read(path).collect()
+    assert df.columns[:3] == ["prompt_id", "prompt", "response"] and "messages" not in df.columns
+    assert df["response"].to_list() == ["Hello!", "Go away."]
+    assert df["prompt"].to_list()[0] == [SYSTEM, {"role": "user", "content": "Hi"}]
+    # the canonical JSON written out by hand: keys sorted, no spaces
+    canonical = '[{"content":"Be brief.","role":"system"},{"content":"Hi","role":"user"}]'
+    assert df["prompt_id"].to_list() == [hashlib.sha1(canonical.encode()).hexdigest()[:16]] * 2
+
+
+def test_prompt_id_ignores_key_order_and_null_fields():
+    from curate.messages import prompt_hash
+
+    a = pl.Series([[{"role": "user", "content": "x", "name": None}]])
+    b = pl.Series([[{"content": "x", "role": "user"}]])
+    assert prompt_hash(a).to_list() == prompt_hash(b).to_list()
+    assert prompt_hash(pl.Series(["x"])).to_list() != prompt_hash(b).to_list()  # a string is not a one-turn conversation
+
+
+BAD_MESSAGES = {
+    "unknown_role": ({"role": "wizard", "content": "hi"}, "unknown role"),
+    "missing_content": ({"role": "user", "content": None}, "missing (null) content"),
+}
+
+
+@pytest.mark.parametrize("case", [*BAD_MESSAGES, "last_not_assistant"])
+def test_malformed_messages_name_file_row_column(tmp_path, case):
+    good = [{"role": "user", "content": "q"}, {"role": "assistant", "content": "a"}]
+    rows = [{"messages": good, "reward": 1.0} for _ in range(4)]
+    if case in BAD_MESSAGES:
+        rows[2] = {"messages": [BAD_MESSAGES[case][0], {"role": "assistant", "content": "a"}], "reward": 0.0}
+        problem = BAD_MESSAGES[case][1]
+    else:
+        rows[2] = {"messages": [{"role": "user", "content": "q"}, {"role": "user", "content": "again"}], "reward": 0.0}
+        problem = "last turn is not the assistant's"
+    path = tmp_path / f"{case}.jsonl"
+    path.write_text("".join(json.dumps(r) + "\n" for r in rows))
+    out = tmp_path / "out.parquet"
+    r = curate_cli("ingest", path, "-o", out)
+    assert r.returncode == 2 and not out.exists()
+    msg = " ".join(r.stderr.split())
+    assert str(path) in msg.replace(" ", "") or str(path) in msg
+    assert problem in msg and "column `messages`" in msg and "first rows (0-based): 2" in msg and "1 row(s)" in msg
+
+
+def test_response_as_one_assistant_message_and_bad_role(tmp_path):
+    ok = pl.DataFrame({"prompt": [[{"role": "user", "content": "q"}]] * 2, "response": [[{"role": "assistant", "content": "a"}], [{"role": "assistant", "content": "b"}]]})
+    ok.write_parquet(tmp_path / "ok.parquet")
+    assert curate.read(tmp_path / "ok.parquet").collect()["response"].to_list() == ["a", "b"]
+    bad = ok.with_columns(pl.Series("response", [[{"role": "assistant", "content": "a"}], [{"role": "user", "content": "b"}]]))
+    bad.write_parquet(tmp_path / "bad.parquet")
+    with pytest.raises(curate.SchemaError) as err:
+        curate.read(tmp_path / "bad.parquet")
+    assert (err.value.column, err.value.rows) == ("response", [1]) and "not `assistant`" in str(err.value)
+
+
+@pytest.mark.parametrize("strategy", ["best-of-n2", "correct-vs-incorrect", "best-vs-worst", "all"])
+def test_every_strategy_carries_conversations_and_writes_trl_conversational(tmp_path, strategy):
+    samples = curate.read(HH).collect()
+    out = tmp_path / "pairs.parquet"
+    r = curate_cli("pairs", HH, "--strategy", strategy, "-o", out)
+    assert r.returncode == 0, r.stderr
+    pairs = pl.read_parquet(out)
+    # 150 dialogues, two answers each with rewards 1 and 0 (correct = preferred): one pair per dialogue in every strategy
+    assert pairs.height == 150
+    by_prompt = {row["prompt_id"]: row["prompt"] for row in samples.iter_rows(named=True)}
+    for row in pairs.head(20).iter_rows(named=True):
+        assert row["prompt"] == by_prompt[row["prompt_id"]]  # the conversation, unchanged
+        assert row["prompt"][0]["role"] == "system" and row["prompt"][-1]["role"] == "user"
+        assert [m["role"] for m in row["chosen"]] == ["assistant"] and [m["role"] for m in row["rejected"]] == ["assistant"]
+        assert row["chosen_label"] == "chosen" and row["rejected_label"] == "rejected"
+
+
+def test_edit_distance_uses_the_response_text(tmp_path):
+    from rapidfuzz.distance import Levenshtein
+
+    pairs = curate.pairs(curate.read(HH), strategy="all", by="edit_distance").collect()
+    row = pairs.row(0, named=True)
+    assert row["edit_distance"] == Levenshtein.distance(row["chosen"].split(), row["rejected"].split())
+
+
+def test_triplets_and_rank_keep_conversations(tmp_path):
+    two_models = curate.read(HH).with_columns(pl.when(pl.col("label") == "chosen").then(pl.lit("src")).otherwise(pl.lit("tgt")).alias("model"))
+    t = curate.triplets(two_models.with_columns(pl.col("reward")), "tgt", rejected_from="any").collect()
+    assert t.height == 0  # one target answer per dialogue: no two target rewards to take best and worst from
+    ranked = curate.rank(curate.read(HH)).collect()
+    assert ranked.height == 150 and ranked.schema["prompt"] == curate.read(HH).collect_schema()["prompt"]
+    assert all(rw == [1.0, 0.0] for rw in ranked["rewards"].to_list())
+
+
+def _trl_ids(tokenizer, records: list[dict], tmp_path: Path) -> list[tuple[list[int], list[int], list[int]]]:
+    """TRL 1.16's own preprocessing (DPOTrainer._prepare_dataset) of the records."""
+    datasets = pytest.importorskip("datasets")
+    trl = pytest.importorskip("trl")
+    from transformers import AutoModelForCausalLM
+
+    model = AutoModelForCausalLM.from_pretrained(tokenizer.name_or_path)
+    args = trl.DPOConfig(output_dir=str(tmp_path / "trl"), report_to=[], use_cpu=True, max_length=None, dataset_num_proc=None)
+    trainer = trl.DPOTrainer(model=model, args=args, train_dataset=datasets.Dataset.from_list(records), processing_class=tokenizer)
+    ds = trainer.train_dataset
+    return list(zip(ds["prompt_ids"], ds["chosen_ids"], ds["rejected_ids"], strict=True))
+
+
+def _curate_ids(tokenizer, path: Path) -> list[tuple[list[int], list[int], list[int]]]:
+    from curate.train.data import load_preference_data
+
+    data = load_preference_data(path, tokenizer, max_length=100_000, max_prompt_length=100_000)
+    return [(e.prompt, e.responses[0], e.responses[1]) for e in data.examples]
+
+
+@pytest.mark.parametrize("style", ["conversational", "standard"])
+def test_token_ids_equal_trl_preprocessing(tiny_model, tmp_path, style):
+    """The same exported file tokenises to the same prompt/chosen/rejected ids in curate and in TRL."""
+    pytest.importorskip("trl")
+    from transformers import AutoTokenizer
+
+    tok = AutoTokenizer.from_pretrained(tiny_model)
+    pairs = tmp_path / "pairs.parquet"
+    curate.write(curate.pairs(curate.read(HH), strategy="best-vs-worst").head(24), pairs)
+    out = tmp_path / "export"
+    extra = {"tokenizer": tiny_model} if style == "standard" else {}
+    done = curate.export(pairs, out, "hf", trl=True, style=style, **extra)
+    assert done.style == style
+    import datasets
+
+    records = datasets.load_dataset(str(out), split="train").to_list()
+    if style == "standard":
+        assert isinstance(records[0]["prompt"], str) and records[0]["prompt"].startswith("<|system|>")
+    else:
+        assert records[0]["chosen"][0]["role"] == "assistant"
+    want = _trl_ids(tok, records, tmp_path)
+    got = _curate_ids(tok, out)
+    assert len(got) == len(want) == 24
+    assert got == [tuple(map(list, w)) for w in want]
+    # the completion starts after the generation prompt; the chat template's end-of-turn closes it
+    assert tok.decode(got[0][0]).endswith("<|assistant|>") or style == "standard"
+
+
+def test_plain_prompts_token_ids_equal_trl(tiny_model, tmp_path):
+    pytest.importorskip("trl")
+    from transformers import AutoTokenizer
+
+    from conftest import preference_frames
+
+    tok = AutoTokenizer.from_pretrained(tiny_model)
+    path = tmp_path / "plain.parquet"
+    # the last rows end the prompt inside a word: the tokens merge across the prompt/completion boundary
+    mid_word = pl.DataFrame({"prompt": ["Question 3: what is 3 times 2? Ans", "The quick brown fo"], "chosen": ["wer: 6", "x jumps"],
+                             "rejected": ["wer: 7", "xes run"]})  # fmt: skip
+    pl.concat([preference_frames(16)["pairs"], mid_word]).write_parquet(path)
+    want = _trl_ids(tok, pl.read_parquet(path).to_dicts(), tmp_path)
+    got = _curate_ids(tok, path)
+    assert got == [tuple(map(list, w)) for w in want]
+    assert got[0][1][-1] == tok.eos_token_id  # standard format: EOS closes each completion, no chat template
+    assert "<|user|>" not in tok.decode(got[0][0])
+    naive = [tok(p)["input_ids"] for p in mid_word["prompt"]]
+    assert any(g[0] != n for g, n in zip(got[-2:], naive, strict=True))  # the boundary rule really applied
+
+
+def test_trl_dpo_trainer_trains_on_the_export_unchanged(tiny_model, tmp_path):
+    trl = pytest.importorskip("trl")
+    import datasets
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+
+    pairs = tmp_path / "pairs.parquet"
+    assert curate_cli("pairs", HH, "--strategy", "best-of-n2", "-o", pairs).returncode == 0
+    out = tmp_path / "hub"
+    assert curate_cli("export", pairs, "-o", out).returncode == 0  # no --format: a folder path is a Hub folder
+    ds = datasets.load_dataset(str(out), split="train")
+    args = trl.DPOConfig(output_dir=str(tmp_path / "run"), max_steps=2, per_device_train_batch_size=2, report_to=[], use_cpu=True,
+                         save_strategy="no", logging_steps=1, disable_tqdm=True)  # fmt: skip
+    tok = AutoTokenizer.from_pretrained(tiny_model)
+    trainer = trl.DPOTrainer(model=AutoModelForCausalLM.from_pretrained(tiny_model), args=args, train_dataset=ds, processing_class=tok)
+    result = trainer.train()
+    assert result.global_step == 2 and result.training_loss > 0

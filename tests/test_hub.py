@@ -1,0 +1,180 @@
+"""Hub-shaped datasets in and out: Hub layouts, DatasetDict folders, globs, lists; the card; `curate push`."""
+
+from __future__ import annotations
+
+import json
+import os
+from pathlib import Path
+
+import polars as pl
+import pytest
+import yaml
+
+import curate
+from conftest import ARENA, DATA, GSM8K
+from test_cli import curate_cli
+
+datasets = pytest.importorskip("datasets")
+
+
+def _front_matter(folder: Path) -> dict:
+    text = (folder / "README.md").read_text()
+    assert text.startswith("---\n")
+    return yaml.safe_load(text.split("---\n")[1])
+
+
+def test_export_hub_folder_card_and_no_machine_paths(tmp_path):
+    pairs = tmp_path / "pairs.parquet"
+    assert curate_cli("pairs", GSM8K, "--strategy", "correct-vs-incorrect", "-o", pairs).returncode == 0
+    out = tmp_path / "hub"
+    r = curate_cli("export", str(pairs), "-o", out, "--format", "hf", "--license", "mit")
+    assert r.returncode == 0, r.stderr
+    ds = datasets.load_dataset(str(out), split="train")
+    n = pl.read_parquet(pairs).height
+    assert ds.num_rows == n and ds.column_names[:4] == ["prompt_id", "prompt", "chosen", "rejected"]
+    meta = _front_matter(out)
+    assert meta["license"] == "mit" and "curate" in meta["tags"] and meta["task_categories"] == ["text-generation"]
+    assert meta["configs"] == [{"config_name": "default", "data_files": [{"split": "train", "path": "data/train-*"}]}]
+    info = meta["dataset_info"]
+    assert info["splits"][0]["name"] == "train" and info["splits"][0]["num_examples"] == n and info["splits"][0]["num_bytes"] > 0
+    # the features are exactly what `datasets` derives from the shards' Arrow schema
+    import pyarrow.parquet as pq
+
+    shard = sorted((out / "data").iterdir())[0]
+    assert shard.name == "train-00000-of-00001.parquet"
+    assert info["features"] == datasets.Features.from_arrow_schema(pq.read_schema(shard))._to_yaml_list()
+    assert ds.features["prompt"] == datasets.Value("string") and ds.features["weight"] == datasets.Value("float64")
+    # no absolute path of this machine in anything written (card, lineage, parquet metadata)
+    for p in [*out.rglob("*"), pairs]:
+        if p.is_file():
+            assert str(tmp_path).encode() not in p.read_bytes(), p
+            assert str(DATA.parent.parent).encode() not in p.read_bytes(), p
+
+
+def test_license_is_taken_from_the_input_card(tmp_path):
+    first, again = tmp_path / "first", tmp_path / "again"
+    assert curate_cli("export", DATA / "hh_harmless_test_pairs.parquet", "--drop-invalid", "-o", first, "--license", "mit").returncode == 0
+    assert curate_cli("export", first, "-o", again).returncode == 0
+    assert _front_matter(again)["license"] == "mit"
+    card = (again / "README.md").read_text()
+    assert "| 1 | export |" in card and "| 2 | export |" in card  # lineage went through the Hub folder
+
+
+def test_shards_split_by_size(tmp_path):
+    from curate.io import write_hub
+    from curate.report import Lineage
+
+    frame = pl.LazyFrame({"prompt": [f"p{i}" * 50 for i in range(3000)], "response": ["r" * 200] * 3000})
+    n = write_hub(frame, tmp_path / "h", lineage=Lineage(), shard_bytes=200_000, batch_rows=500)
+    files = sorted(p.name for p in (tmp_path / "h" / "data").iterdir())
+    assert n == 3000 and len(files) > 1 and files[0] == f"train-00000-of-{len(files):05d}.parquet"
+    back = datasets.load_dataset(str(tmp_path / "h"), split="train")
+    assert back["prompt"] == frame.collect()["prompt"].to_list()  # order kept across shards
+
+
+def _hub_repo(folder: Path, with_card: bool) -> Path:
+    """A folder laid out like a Hub dataset repo: data/train-*.parquet (two shards) and data/test-*.parquet."""
+    df = pl.read_parquet(GSM8K)
+    (folder / "data").mkdir(parents=True)
+    df.slice(0, 100).write_parquet(folder / "data" / "train-00000-of-00002.parquet")
+    df.slice(100, 100).write_parquet(folder / "data" / "train-00001-of-00002.parquet")
+    df.slice(200, 30).write_parquet(folder / "data" / "test-00000-of-00001.parquet")
+    if with_card:
+        meta = {"license": "mit", "configs": [{"config_name": "default", "data_files": [{"split": "train", "path": "data/train-*"},
+                                                                                         {"split": "test", "path": "data/test-*"}]}]}  # fmt: skip
+        (folder / "README.md").write_text("---\n" + yaml.safe_dump(meta) + "---\n# GSM8K sample\n")
+    return folder
+
+
+@pytest.mark.parametrize("with_card", [True, False])
+def test_read_hub_layout_folder_by_split(tmp_path, with_card):
+    repo = _hub_repo(tmp_path / "repo", with_card)
+    assert curate.read(repo).collect().height == 200
+    assert curate.read(repo, split="test").collect().height == 30
+    with pytest.raises(curate.CurateError, match="no split .validation.; it has (train, test|test, train)"):
+        curate.read(repo, split="validation")
+    out = tmp_path / "s.parquet"
+    r = curate_cli("ingest", repo, "--split", "test", "-o", out)
+    assert r.returncode == 0, r.stderr
+    assert pl.read_parquet(out)["response"].to_list() == pl.read_parquet(GSM8K).slice(200, 30)["response"].to_list()
+
+
+def test_read_datasetdict_folder(tmp_path):
+    df = pl.read_parquet(ARENA).filter(pl.col("response").str.strip_chars() != "")
+    dd = datasets.DatasetDict({"train": datasets.Dataset.from_polars(df.slice(0, 60)), "test": datasets.Dataset.from_polars(df.slice(60, 17))})
+    dd.save_to_disk(str(tmp_path / "dd"))
+    assert curate.read(tmp_path / "dd").collect().height == 60
+    test = curate.read(tmp_path / "dd", split="test").collect()
+    assert test["response"].to_list() == df.slice(60, 17)["response"].to_list()
+    r = curate_cli("pairs", tmp_path / "dd", "--split", "test", "--strategy", "best-vs-worst", "-o", tmp_path / "p.parquet")
+    assert r.returncode == 0, r.stderr
+
+
+def test_read_glob_and_list_of_files(tmp_path):
+    df = pl.read_parquet(GSM8K)
+    for i in range(3):
+        df.slice(i * 10, 10).write_parquet(tmp_path / f"part-{i}.parquet")
+    df.slice(30, 5).with_columns(pl.col("correct").cast(pl.Int64)).write_ndjson(tmp_path / "extra.jsonl")
+    got = curate.read(str(tmp_path / "part-*.parquet")).collect()
+    assert got["response"].to_list() == df.head(30)["response"].to_list()
+    mixed = curate.read([tmp_path / "part-0.parquet", tmp_path / "extra.jsonl"]).collect()
+    assert mixed.height == 15 and mixed["response"].to_list()[-5:] == df.slice(30, 5)["response"].to_list()
+    r = curate_cli("ingest", str(tmp_path / "part-*.parquet"), "-o", tmp_path / "out.parquet")
+    assert r.returncode == 0 and "30" in r.stderr
+    r = curate_cli("ingest", str(tmp_path / "nothing-*.parquet"), "-o", tmp_path / "o2.parquet")
+    assert r.returncode == 2 and "no file matches" in r.stderr
+
+
+def test_arrow_format_is_save_to_disk(tmp_path):
+    out = tmp_path / "arrow"
+    assert curate_cli("ingest", GSM8K, "-o", out, "--format", "arrow").returncode == 0
+    ds = datasets.load_from_disk(str(out))
+    assert ds.num_rows == 7914
+    assert curate.read(out).collect().height == 7914
+
+
+class FakeHub:
+    """Stands in for huggingface_hub.HfApi (no hub is reachable here); records what would be sent."""
+
+    def __init__(self) -> None:
+        self.calls: list[tuple[str, dict]] = []
+
+    def create_repo(self, repo_id, **kw):
+        self.calls.append(("create_repo", {"repo_id": repo_id, **kw}))
+        return f"https://huggingface.co/datasets/{repo_id}"
+
+    def upload_folder(self, **kw):
+        self.calls.append(("upload_folder", kw))
+        files = sorted(str(p.relative_to(kw["folder_path"])) for p in Path(kw["folder_path"]).rglob("*") if p.is_file())
+        self.uploaded = [f for f in files if not any(Path(f).match(pat) for pat in kw["ignore_patterns"])]
+
+
+def test_push_uploads_the_hub_folder(tmp_path):
+    from curate.push import push
+
+    out = tmp_path / "hub"
+    assert curate_cli("export", DATA / "hh_harmless_test_pairs.parquet", "--drop-invalid", "-o", out).returncode == 0
+    api = FakeHub()
+    url = push(out, "me/hh-pairs", private=True, api=api)
+    assert url == "https://huggingface.co/datasets/me/hh-pairs"
+    (_, create), (_, upload) = api.calls
+    assert create == {"repo_id": "me/hh-pairs", "repo_type": "dataset", "private": True, "exist_ok": True}
+    assert upload["repo_type"] == "dataset" and upload["folder_path"] == str(out)
+    assert api.uploaded == ["README.md", "data/train-00000-of-00001.parquet"]
+
+
+def test_push_refuses_what_is_not_a_hub_folder(tmp_path):
+    from curate.push import push
+
+    (tmp_path / "x").mkdir()
+    with pytest.raises(curate.CurateError, match="not a Hub dataset folder"):
+        push(tmp_path / "x", "me/x", api=FakeHub())
+    r = curate_cli("push", tmp_path / "x", "me/x")
+    assert r.returncode == 2 and "not a Hub dataset folder" in r.stderr
+    out = tmp_path / "hub"
+    assert curate_cli("export", DATA / "hh_harmless_test_pairs.parquet", "--drop-invalid", "-o", out).returncode == 0
+    env_offline = os.environ.get("HF_HUB_OFFLINE")
+    assert env_offline == "1"
+    r = curate_cli("push", out, "me/x")  # offline: refused before any network call
+    assert r.returncode == 2 and "HF_HUB_OFFLINE" in r.stderr
+    assert json.loads((out / "curate_lineage.json").read_text())["steps"][-1]["name"] == "export"
