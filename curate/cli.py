@@ -33,6 +33,9 @@ Format = Annotated[
     Optional[str],
     typer.Option("--format", "-f", help="parquet | jsonl | hf (a Hub dataset folder; also `hub`) | arrow (save_to_disk). Default: from the extension."),
 ]
+Rehash = Annotated[
+    bool, typer.Option("--rehash-prompt-ids", help="Derive prompt_id from the prompt text (keeping the given ids as source_prompt_id).")
+]
 Split = Annotated[Optional[str], typer.Option("--split", help="Split of a dataset folder to read (default: train, or its only split).")]
 Dedup = Annotated[bool, typer.Option("--dedup", help="Drop duplicate (prompt_id, response, model) rows, keeping the first.")]
 DropInvalid = Annotated[
@@ -73,7 +76,7 @@ def parse_params(items: list[str]) -> dict[str, object]:
     return params
 
 
-def step_cli(name: str, params: dict, src: Path, kind: str | None, build: "Build", output: Path, fmt: str | None, **read_opts: bool):
+def step_cli(name: str, params: dict, src: Path, kind: str | None, build: "Build", output: Path, fmt: str | None, **read_opts: object):
     """Run a step (curate.steps.run_step) and print what it did."""
     from curate.steps import run_step
 
@@ -90,12 +93,14 @@ def ingest(
     dedup: Dedup = False,
     drop_invalid: DropInvalid = False,
     split: Split = None,
+    rehash_prompt_ids: Rehash = False,
 ) -> None:
     """Validate samples (adding prompt_id and model when absent; splitting a `messages` column) and write them."""
     with guarded():
         params = {"dedup": dedup, "drop_invalid": drop_invalid, "split": split}
         src = [str(p) for p in samples] if len(samples) > 1 else samples[0]
-        step_cli("ingest", params, src, "samples", lambda f, s: f, output, fmt, dedup=dedup, drop_invalid=drop_invalid, split=split)
+        step_cli("ingest", {**params, "rehash_prompt_ids": rehash_prompt_ids or None}, src, "samples", lambda f, s: f, output, fmt, dedup=dedup,
+                 drop_invalid=drop_invalid, split=split, rehash_prompt_ids=rehash_prompt_ids)
 
 
 @app.command()
@@ -111,6 +116,7 @@ def pairs(
     dedup: Dedup = False,
     drop_invalid: DropInvalid = False,
     split: Split = None,
+    rehash_prompt_ids: Rehash = False,
 ) -> None:
     """Build preference pairs (TRL prompt/chosen/rejected + weight) from samples."""
     with guarded():
@@ -122,7 +128,8 @@ def pairs(
         def build(frame, step):
             return build_pairs(frame, strategy=strategy, by=by, k=k, seed=seed, step=step, **extra)
 
-        step_cli("pairs", params, samples, "samples", build, output, fmt, dedup=dedup, drop_invalid=drop_invalid, split=split)
+        step_cli("pairs", params, samples, "samples", build, output, fmt, dedup=dedup, drop_invalid=drop_invalid, split=split,
+                 rehash_prompt_ids=rehash_prompt_ids)
 
 
 @app.command()
@@ -135,6 +142,7 @@ def triplets(
     dedup: Dedup = False,
     drop_invalid: DropInvalid = False,
     split: Split = None,
+    rehash_prompt_ids: Rehash = False,
 ) -> None:
     """Build WRPO triplets: best source response, best and worst target response."""
     with guarded():
@@ -145,7 +153,8 @@ def triplets(
         def build(frame, step):
             return build_triplets(frame, target_model, rejected_from=rejected_from, step=step)
 
-        step = step_cli("triplets", params, samples, "samples", build, output, fmt, dedup=dedup, drop_invalid=drop_invalid, split=split)
+        step = step_cli("triplets", params, samples, "samples", build, output, fmt, dedup=dedup, drop_invalid=drop_invalid, split=split,
+                 rehash_prompt_ids=rehash_prompt_ids)
         if step.rows_out == 0:
             err_console.print("[yellow]warning:[/] no triplet could be formed; see the drop reasons above.", highlight=False)
 
@@ -160,6 +169,7 @@ def rank(
     dedup: Dedup = False,
     drop_invalid: DropInvalid = False,
     split: Split = None,
+    rehash_prompt_ids: Rehash = False,
 ) -> None:
     """Build ranked lists (best first) per prompt for Multi-DPO."""
     with guarded():
@@ -170,29 +180,37 @@ def rank(
         def build(frame, step):
             return build_ranked(frame, min_responses=min_responses, max_responses=max_responses, step=step)
 
-        step_cli("rank", params, samples, "samples", build, output, fmt, dedup=dedup, drop_invalid=drop_invalid, split=split)
+        step_cli("rank", params, samples, "samples", build, output, fmt, dedup=dedup, drop_invalid=drop_invalid, split=split,
+                 rehash_prompt_ids=rehash_prompt_ids)
 
 
 @app.command()
 def select(
     table_path: Annotated[Path, typer.Argument(metavar="IN", help="A pairs/triplets/ranked/samples table.")],
     output: Output,
-    where: Annotated[Optional[str], typer.Option(help="SQL predicate evaluated by DuckDB, e.g. \"reward_margin > 1\".")] = None,
+    where: Annotated[
+        Optional[str],
+        typer.Option(help="One DuckDB SQL predicate, e.g. \"reward_margin > 1\" (runs SQL on this machine, sandboxed: no files, no subqueries)."),
+    ] = None,
     top: Annotated[Optional[float], typer.Option(help="Keep this fraction of rows with the highest --by.")] = None,
     top_k: Annotated[Optional[int], typer.Option(help="Keep this many rows with the highest --by.")] = None,
     by: Annotated[Optional[str], typer.Option(help="Column that ranks rows for --top/--top-k.")] = None,
     per_prompt: Annotated[bool, typer.Option(help="Apply --top/--top-k within each prompt.")] = False,
     weight: Annotated[Optional[str], typer.Option(help="Copy this column into `weight`.")] = None,
     normalize_weights: Annotated[Optional[str], typer.Option(help="mean: rescale weights to mean 1.")] = None,
+    allow_file_access: Annotated[bool, typer.Option("--allow-file-access", help="Let --where read other tables or files (subqueries).")] = False,
     fmt: Format = None,
     split: Split = None,
+    drop_invalid: DropInvalid = False,
 ) -> None:
     """Filter and rank rows, and set weights; every dropped row is counted with its reason."""
     with guarded():
         from curate.selection import select as run_select
 
         params = {"where": where, "top": top, "top_k": top_k, "by": by, "per_prompt": per_prompt, "weight": weight, "normalize_weights": normalize_weights}
-        step_cli("select", params, table_path, None, lambda f, s: run_select(f, step=s, **params), output, fmt, split=split)
+        step_cli("select", {**params, "allow_file_access": allow_file_access or None}, table_path, None,
+                 lambda f, s: run_select(f, step=s, allow_file_access=allow_file_access, **params), output, fmt, split=split,
+                 drop_invalid=drop_invalid)  # fmt: skip
 
 
 @app.command()
@@ -311,6 +329,7 @@ def train(
     weight_mode: Annotated[Optional[str], typer.Option(help="loss: w·l(x); logits: l(w·x) (seed 000's reading).")] = None,
     reduction: Annotated[Optional[str], typer.Option(help="mean: Σw·l/N; normalized: Σw·l/Σw (over the global batch).")] = None,
     no_weights: Annotated[bool, typer.Option("--no-weights", help="Ignore the data's weight column.")] = False,
+    allow_negative_weights: Annotated[bool, typer.Option("--allow-negative-weights", help="Accept negative weights (refused by default).")] = False,
     save_steps: Annotated[Optional[int], typer.Option(help="Checkpoint every N steps.")] = None,
     resume_from: Annotated[Optional[str], typer.Option(help="A checkpoint folder, or `auto` for the latest in --output.")] = None,
     seed: Annotated[Optional[int], typer.Option()] = None,
@@ -344,6 +363,8 @@ def train(
             opts["fsdp"] = True
         if wrap_plain_prompts:
             opts["wrap_plain_prompts"] = True
+        if allow_negative_weights:
+            opts["allow_negative_weights"] = True
         if split is not None:
             opts["split"] = split
         if config is not None:
@@ -384,7 +405,7 @@ MaxShards = Annotated[Optional[int], typer.Option(help="Stop after this many new
 
 
 def stage_cli(name: str, params: dict, src: Path, kind: str, fn, output: Path, *, shard_size: int, resume: bool,
-              max_shards: int | None, fmt: str | None, drop_invalid: bool = False) -> None:  # fmt: skip
+              max_shards: int | None, fmt: str | None, drop_invalid: bool | None = None) -> None:  # fmt: skip
     """Run a model stage shard by shard over the validated input (curate.models.shards) and report it."""
     import polars as pl
 
@@ -393,7 +414,7 @@ def stage_cli(name: str, params: dict, src: Path, kind: str, fn, output: Path, *
     from curate.report import Step
 
     step = Step(name, params=params, inputs=[str(src)])
-    table = load(src, kind, drop_invalid=drop_invalid, step=step)
+    table = load(src, kind, drop_invalid=bool(drop_invalid), step=step, drop_hint=drop_invalid is not None)  # None: the command has no --drop-invalid
     rows = table.frame.collect().with_row_index("__row").with_columns(pl.col("__row").cast(pl.Int64))
     step.rows_in = rows.height
     n = run_sharded(rows, lambda shard: fn(shard, step).drop("__row", strict=False), output, step=step, lineage=table.lineage,
@@ -566,7 +587,7 @@ def augment(
         from curate.schema import prompt_hash
 
         step = Step("augment", params={"model": str(model), "n": n, "shots": shots, "seed": seed}, inputs=[str(seed_file)])
-        table = load(seed_file, "prompts", step=step)
+        table = load(seed_file, "prompts", step=step, drop_hint=False)
         from curate.messages import transcript
 
         seeds = [transcript(p) for p in table.frame.select("prompt").collect()["prompt"].to_list()]

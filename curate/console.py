@@ -56,7 +56,7 @@ def print_step(step: "Step", output: Path | str | None, console: Console = err_c
     if step.rows_in is not None:
         t.add_row("rows in", f"{step.rows_in:,}")
     for reason, n in step.dropped.items():
-        t.add_row(f"dropped: {reason}", f"{n:,}")
+        t.add_row(f"dropped ({step.units.get(reason, 'rows')}): {reason}", f"{n:,}")
     if step.rows_out is not None:
         t.add_row("rows out", f"{step.rows_out:,}")
     console.print(t)

@@ -13,8 +13,11 @@ import polars as pl
 from curate import messages as msg
 from curate.errors import CurateError
 from curate.formats import to_style
-from curate.io import Source, format_of, load, write
+from curate.io import Source
 from curate.report import Lineage, Step
+from curate.schema import detect_kind
+from curate.sinks import format_of
+from curate.steps import inputs_of
 
 # TRL DPOTrainer's column names; `weight` is curate's per-sample weight (TRL itself ignores it: see curate.trl).
 TRL_COLUMNS = ("prompt", "chosen", "rejected", "ref_chosen_logps", "ref_rejected_logps", "weight")
@@ -29,6 +32,7 @@ class Exported:
     style: str = "standard"
     weights: dict[str, float] | None = None  # weight statistics of what was written
     notes: list[str] = field(default_factory=list)
+    step: Step | None = None
 
 
 def export(
@@ -43,37 +47,41 @@ def export(
     split: str | None = None,
     drop_invalid: bool = False,
 ) -> Exported:
-    """Write the table at `src` to `out` (atomically); `trl` keeps only TRL's pair columns.
+    """Write the table at `src` to `out` (atomically, in one pass); `trl` keeps only TRL's pair columns.
 
     `style` is TRL's `conversational` or `standard` format (default: like the input); turning a
     conversational table into strings needs the chat template of `tokenizer`. `license` goes into
-    the dataset card (default: the input card's license).
+    the dataset card (default: the input card's).
     """
+    from curate.io import resolve
+    from curate.steps import run_step
+
     fmt = format_of(out, fmt)
-    step = Step("export", params={"format": fmt, "trl": trl, "style": style, "license": license}, inputs=[str(src)] if isinstance(src, (str, os.PathLike)) else [str(s) for s in src])
-    table = load(src, kind=None, step=step, split=split, drop_invalid=drop_invalid)
-    frame = table.frame
-    if trl:
-        if table.kind != "pairs":
-            raise CurateError(f"{table.source}: --trl exports `pairs` tables; this one is a `{table.kind}` table.")
-        names = frame.collect_schema().names()
-        frame = frame.select([c for c in TRL_COLUMNS if c in names])
     tok = _tokenizer(tokenizer) if tokenizer is not None else None
-    frame = to_style(frame, style, tokenizer=tok)
-    written_style = msg.style_of(frame.collect_schema())
-    license = license or (table.card or {}).get("license")
-    lineage = Lineage(sources=table.lineage.sources, steps=[*table.lineage.steps, step])
+    card_license = license or (resolve(src, split)[2] or {}).get("license")
+    written: dict[str, Any] = {}
 
-    def card(schema: pl.Schema, rows: int, written: pl.LazyFrame) -> str:
-        step.rows_out = rows
-        stats = weight_stats(written)
-        return dataset_card(schema, rows, stats, lineage, table.kind, Path(out).name, written_style)
+    def build(frame: pl.LazyFrame, step: Step) -> pl.LazyFrame:
+        names = frame.collect_schema().names()
+        kind = detect_kind(names)
+        if trl:
+            if kind != "pairs":
+                raise CurateError(f"--trl exports `pairs` tables; this one is a `{kind}` table.")
+            frame = frame.select([c for c in TRL_COLUMNS if c in names])
+        frame = to_style(frame, style, tokenizer=tok)
+        written["style"] = msg.style_of(frame.collect_schema())
+        if "weight" in frame.collect_schema().names():
+            step.observe("weights", weight_stats_frame(frame))
+        return frame
 
-    rows = write(frame, out, fmt, lineage=lineage, card=card if fmt in ("hf", "arrow") else None,
-                 card_meta={"license": license, "tags": list(TAGS)})  # fmt: skip
-    step.rows_out = rows
-    stats = written_weight_stats(out, fmt)
-    done = Exported(path=str(out), format=fmt, rows=rows, style=written_style, weights=stats)
+    def card(schema: pl.Schema, rows: int, frame: pl.LazyFrame, lineage: Lineage, kind: str) -> str:
+        return dataset_card(schema, rows, _stats(step.extras.get("weights")), lineage, kind, Path(out).name, written["style"])
+
+    step = Step("export", params={"format": fmt, "trl": trl, "style": style, "license": license}, inputs=inputs_of(src))
+    step = run_step("export", step.params, src, None, build, out, fmt, split=split, drop_invalid=drop_invalid, card=card,
+                    card_meta={"license": card_license, "tags": list(TAGS)}, step=step)  # fmt: skip
+    stats = _stats(step.extras.get("weights"))
+    done = Exported(path=str(out), format=fmt, rows=step.rows_out or 0, style=written["style"], weights=stats, step=step)
     if trl and stats and stats["min"] != stats["max"]:
         done.notes.append(
             f"the weights (min {stats['min']:.4g}, max {stats['max']:.4g}) are in the `weight` column; TRL's DPOTrainer ignores "
@@ -95,14 +103,17 @@ def _tokenizer(path: str | os.PathLike) -> Any:
     return tok
 
 
-def written_weight_stats(out: str | os.PathLike, fmt: str) -> dict[str, float] | None:
-    """Weight statistics read back from the written output (one column of a file just written, not the plan again)."""
-    from curate.io import scan
+def weight_stats_frame(frame: pl.LazyFrame) -> pl.LazyFrame:
+    """One row: count, mean, std, min, median and max of `weight`."""
+    w = pl.col("weight").cast(pl.Float64)
+    return frame.select(w.count().alias("count"), w.mean().alias("mean"), w.std().alias("std"), w.min().alias("min"),
+                        w.median().alias("median"), w.max().alias("max"))  # fmt: skip
 
-    frame, _ = scan(out)
-    if "weight" not in frame.collect_schema().names():
+
+def _stats(row: dict[str, Any] | None) -> dict[str, float] | None:
+    if not row or not row.get("count"):
         return None
-    return weight_stats(frame)
+    return {k: float(v if v is not None else 0.0) for k, v in row.items()}
 
 
 def weight_stats(frame: pl.LazyFrame | pl.DataFrame) -> dict[str, float] | None:
@@ -110,13 +121,7 @@ def weight_stats(frame: pl.LazyFrame | pl.DataFrame) -> dict[str, float] | None:
     lazy = frame.lazy()
     if "weight" not in lazy.collect_schema().names():
         return None
-    w = pl.col("weight").cast(pl.Float64)
-    row = lazy.select(
-        w.count().alias("count"), w.mean().alias("mean"), w.std().alias("std"), w.min().alias("min"), w.median().alias("median"), w.max().alias("max")
-    ).collect().row(0, named=True)
-    if not row["count"]:
-        return None
-    return {k: float(v if v is not None else 0.0) for k, v in row.items()}
+    return _stats(weight_stats_frame(lazy).collect().row(0, named=True))
 
 
 def dataset_card(schema: pl.Schema, rows: int, stats: dict[str, float] | None, lineage: Lineage, kind: str, name: str, style: str) -> str:
@@ -142,7 +147,7 @@ def dataset_card(schema: pl.Schema, rows: int, stats: dict[str, float] | None, l
     ]
     for i, s in enumerate(lineage.steps, 1):
         params = ", ".join(f"{k}={json.dumps(v)}" for k, v in s.params.items() if v is not None) or "—"
-        dropped = "; ".join(f"{r}: {n}" for r, n in s.dropped.items()) or "—"
+        dropped = "; ".join(f"{r}: {n} {s.units.get(r, 'rows')}" for r, n in s.dropped.items()) or "—"
         params, dropped = params.replace("|", r"\|"), dropped.replace("|", r"\|")
         lines.append(f"| {i} | {s.name} | {params} | {_n(s.rows_in)} | {_n(s.rows_out)} | {dropped} |")
     lines += ["", "## Columns", "", "| column | type |", "|---|---|"]

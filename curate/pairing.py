@@ -1,7 +1,11 @@
-"""Preference pairs from samples (SPEC §4): `best-of-n2`, `correct-vs-incorrect`, `best-vs-worst`, `all`.
+"""Preference pairs from samples: `best-of-n2`, `correct-vs-incorrect`, `best-vs-worst`, `all`.
 
 Every strategy is a lazy self-join on `prompt_id`: build candidate (chosen, rejected) pairs, score them,
-then keep the top `k` per prompt. Outputs are sorted explicitly: prompts in input order, then rank.
+then keep the top `k` per prompt. Best-of-N² by DCRM (the default) takes the exact shortcut of
+`curate.best_of_n2`, which computes few edit distances. Outputs are sorted explicitly: prompts in
+input order, then rank. Drops are recorded on the step as lazy counts (evaluated with the output, in
+one execution), in one unit each: samples, pairs, or prompts (every input prompt either yields a
+pair or is counted under one reason).
 """
 
 from __future__ import annotations
@@ -11,13 +15,14 @@ from typing import Any
 import polars as pl
 
 import scorers
-from scorers.dcrm import REF, prob_distance_expr
 from curate.errors import CurateError, SchemaError
 from curate.report import Step
 from curate.roles import KEY, PAIR_ORDER, PROMPT_ORDER, ROW, as_role, finish, rank_within, shared_columns, with_row_numbers
+from scorers.dcrm import REF, prob_distance_expr
 
 STRATEGIES = ("best-of-n2", "correct-vs-incorrect", "best-vs-worst", "all")
 C_ROW, R_ROW = "__chosen_row", "__rejected_row"
+_DCRM_PARAMS = {"epsilon", "prob_distance", "unit", "distance"}
 
 
 def pairs(
@@ -28,39 +33,52 @@ def pairs(
     seed: int = 0,
     *,
     step: Step | None = None,
+    exhaustive: bool = False,
     **scorer_params: Any,
 ) -> pl.LazyFrame:
-    """Build a `pairs` table (SPEC §2.2) from a validated `samples` LazyFrame with one of STRATEGIES.
+    """Build a `pairs` table from a validated `samples` LazyFrame with one of STRATEGIES.
 
     `by` ranks candidate pairs (any column, or any scorer output, computed on demand); `k` pairs are
     kept per prompt; `seed` makes random choices deterministic; extra keywords go to the scorers.
+    `exhaustive` scores every candidate pair even where best-of-N² by DCRM has an exact shortcut.
     Rows and prompts that cannot form a pair are counted on `step` with the reason.
     """
     if strategy not in STRATEGIES:
         raise CurateError(f"unknown pairing strategy {strategy!r}; use one of {', '.join(STRATEGIES)}.")
     if k < 1:
         raise CurateError(f"k must be at least 1 (got {k}).")
+    step = step if step is not None else Step("pairs")
     samples = with_row_numbers(samples)
     if strategy == "correct-vs-incorrect":
-        out = _correct_vs_incorrect(samples, k=k, seed=seed, step=step, **scorer_params)
-        return finish(out, PAIR_ORDER, [PROMPT_ORDER, C_ROW, R_ROW])
+        return _correct_vs_incorrect(samples, k=k, seed=seed, step=step, **scorer_params)
     graded = _graded(samples, step)
     if strategy == "best-vs-worst":
-        out = _best_vs_worst(graded, step)
-        return finish(with_scores(out, None, scorer_params), PAIR_ORDER, [PROMPT_ORDER])
-    cands = _oriented_pairs(graded)
-    if strategy == "all":
-        out = with_scores(cands, by, scorer_params)
-        return finish(out, PAIR_ORDER, [PROMPT_ORDER, C_ROW, R_ROW])
-    by = by or default_rank_column()
-    out = top_k_per_prompt(with_scores(cands, by, scorer_params), by, k, step=step)
-    if step is not None:
-        _count_unpaired_prompts(graded, out, step)
+        out = finish(with_scores(_best_vs_worst(graded), None, scorer_params), PAIR_ORDER, [PROMPT_ORDER])
+        reason = "prompts whose graded responses all have the same reward (or fewer than two are graded)"
+    elif strategy == "all":
+        out = finish(with_scores(_oriented_pairs(graded), by, scorer_params), PAIR_ORDER, [PROMPT_ORDER, C_ROW, R_ROW])
+        reason = "prompts with fewer than two distinct graded rewards (no pair)"
+    else:
+        by = by or default_rank_column()
+        if by == "dcrm" and not exhaustive and set(scorer_params) <= _DCRM_PARAMS and scorer_params.get("distance", "edit") == "edit":
+            out = _best_of_n2_dcrm(graded, k, step, **scorer_params)
+        else:
+            out = top_k_per_prompt(with_scores(_oriented_pairs(graded), by, scorer_params), by, k, step=step)
+        reason = "prompts left without a pair (fewer than two distinct graded rewards, or only identical or unscorable responses)"
+    step.count(reason, _minus(_n_prompts(samples), _n_prompts(out)), unit="prompts")
     return out
 
 
+def _n_prompts(frame: pl.LazyFrame) -> pl.LazyFrame:
+    return frame.select(pl.col(KEY).n_unique().alias("n"))
+
+
+def _minus(a: pl.LazyFrame, b: pl.LazyFrame) -> pl.LazyFrame:
+    return a.join(b.rename({"n": "m"}), how="cross").select((pl.col("n") - pl.col("m")).alias("n"))
+
+
 def default_rank_column() -> str:
-    """`dcrm` once that scorer is registered, else `reward_margin` (SPEC §4, best-of-n2)."""
+    """`dcrm` once that scorer is registered, else `reward_margin` (best-of-n2's default ranking)."""
     return "dcrm" if "dcrm" in scorers.registry() else "reward_margin"
 
 
@@ -83,17 +101,8 @@ def with_scores(frame: pl.LazyFrame, by: str | None, params: dict[str, Any]) -> 
     return scorers.score(frame, [producer], **params)
 
 
-def top_k_per_prompt(frame: pl.LazyFrame, by: str, k: int, *, step: Step | None = None) -> pl.LazyFrame:
-    """Keep the `k` best pairs per prompt by `by` (descending), breaking ties deterministically (FORMULAS A2).
-
-    Ties go to the larger reward margin, then the smaller d_prob, then the smaller edit distance, then
-    the earlier responses. Pairs with edit distance 0 (same text, different reward) are skipped.
-    """
-    names = frame.collect_schema().names()
-    if "edit_distance" in names:
-        if step is not None:
-            step.drop("pairs with edit distance 0 (identical responses)", frame.select((pl.col("edit_distance") == 0).sum()).collect().item())
-        frame = frame.filter(pl.col("edit_distance") != 0)
+def rank_order(by: str, names: list[str]) -> list[pl.Expr]:
+    """Best first by `by`; ties to the larger reward margin, the smaller d_prob, the smaller edit distance, the earlier rows."""
     order = [-pl.col(by).cast(pl.Float64)]
     if {"chosen_reward", "rejected_reward"} <= set(names):
         order.append(-(pl.col("chosen_reward") - pl.col("rejected_reward")))
@@ -101,21 +110,57 @@ def top_k_per_prompt(frame: pl.LazyFrame, by: str, k: int, *, step: Step | None 
         order.append(prob_distance_expr())
     if "edit_distance" in names:
         order.append(pl.col("edit_distance"))
-    order += [pl.col(C_ROW), pl.col(R_ROW)]
-    rank = pl.int_range(pl.len()).over(KEY, order_by=order)
+    return [*order, pl.col(C_ROW), pl.col(R_ROW)]
+
+
+def top_k_per_prompt(frame: pl.LazyFrame, by: str, k: int, *, step: Step | None = None) -> pl.LazyFrame:
+    """Keep the `k` best pairs per prompt by `by` (descending), breaking ties deterministically (FORMULAS A2).
+
+    Pairs with edit distance 0 (same text, different reward) are skipped, and so are pairs whose
+    `by` is null (e.g. a response without token ids); both are counted.
+    """
+    names = frame.collect_schema().names()
+    if "edit_distance" in names:
+        identical = pl.col("edit_distance") == 0
+        if step is not None:
+            step.count("pairs with edit distance 0 (identical responses)", frame.select(identical.sum()), unit="pairs")
+        frame = frame.filter(~identical.fill_null(False))
+    if step is not None:
+        why = f"pairs whose `{by}` is null" + (" (a response without token_ids or a reference log-prob)" if by == "dcrm" else "")
+        step.count(why, frame.select(pl.col(by).is_null().sum()), unit="pairs")
+    rank = pl.int_range(pl.len()).over(KEY, order_by=rank_order(by, names))
     scored = frame.filter(pl.col(by).is_not_null()).with_columns(rank.alias("__rank"))
     return finish(scored.filter(pl.col("__rank") < k), PAIR_ORDER, [PROMPT_ORDER, "__rank"])
 
 
-def _graded(samples: pl.LazyFrame, step: Step | None) -> pl.LazyFrame:
+def _best_of_n2_dcrm(graded: pl.LazyFrame, k: int, step: Step, *, epsilon: float = 1.0, prob_distance: bool | None = None,
+                     unit: str = "auto", distance: str = "edit") -> pl.LazyFrame:  # fmt: skip
+    """Best-of-N² by DCRM through `curate.best_of_n2` (few distances), joined back to the full rows; equal to the exhaustive path."""
+    from curate.best_of_n2 import top_k_by_dcrm
+
+    names = graded.collect_schema().names()
+    narrow = [KEY, ROW, PROMPT_ORDER, "reward", *[c for c in ("response", "token_ids", "ref_logp") if c in names]]
+    top = top_k_by_dcrm(graded.select(narrow).collect(), k, epsilon=epsilon, prob_distance=prob_distance, unit=unit)
+    step.drop("pairs with edit distance 0 (identical responses)", top.identical, unit="pairs")
+    step.drop("pairs whose `dcrm` is null (a response without token_ids or a reference log-prob)", top.null, unit="pairs")
+    chosen = as_role(graded, "chosen", keep_shared=True)
+    rejected = as_role(graded, "rejected", keep_shared=False)
+    out = top.selected.lazy().join(chosen, on=[KEY, C_ROW], how="inner").join(rejected, on=[KEY, R_ROW], how="inner")
+    pair_names = [*chosen.collect_schema().names(), *[c for c in rejected.collect_schema().names() if c != KEY]]
+    extra = [] if "weight" in pair_names else [pl.lit(1.0).alias("weight")]
+    out = out.with_columns(*extra, (pl.col("chosen_reward") - pl.col("rejected_reward")).alias("reward_margin"))
+    order = [*pair_names, *(["weight"] if extra else []), "reward_margin", "edit_distance", "dcrm", "__rank"]
+    return finish(out.select(order), PAIR_ORDER, [PROMPT_ORDER, "__rank"])
+
+
+def _graded(samples: pl.LazyFrame, step: Step) -> pl.LazyFrame:
     if "reward" not in samples.collect_schema().names():
         raise SchemaError(
             "this pairing strategy orders responses by `reward`, which the samples do not have",
             column="reward",
             hint="Run `curate reward` to add rewards, or use --strategy correct-vs-incorrect with a `correct` column.",
         )
-    if step is not None:
-        step.drop("responses with null reward (ungraded)", samples.select(pl.col("reward").is_null().sum()).collect().item())
+    step.count("responses with null reward (ungraded)", samples.select(pl.col("reward").is_null().sum()), unit="samples")
     return samples.filter(pl.col("reward").is_not_null())
 
 
@@ -126,24 +171,14 @@ def _oriented_pairs(graded: pl.LazyFrame) -> pl.LazyFrame:
     return chosen.join(rejected, on=KEY, how="inner").filter(pl.col("chosen_reward") > pl.col("rejected_reward"))
 
 
-def _best_vs_worst(graded: pl.LazyFrame, step: Step | None) -> pl.LazyFrame:
+def _best_vs_worst(graded: pl.LazyFrame) -> pl.LazyFrame:
     """chosen = highest reward, rejected = lowest (first in input order among ties); equal rewards give none."""
     best = rank_within(["reward", ROW], [True, False]) == 0
     worst = rank_within(["reward", ROW], [False, False]) == 0
     chosen = as_role(graded.filter(best), "chosen", keep_shared=True)
     rejected = as_role(graded.filter(worst), "rejected", keep_shared=False)
     out = chosen.join(rejected, on=KEY, how="inner")
-    if step is not None:
-        tied = out.filter(pl.col("chosen_reward") <= pl.col("rejected_reward")).select(pl.len()).collect().item()
-        step.drop("prompts whose graded responses all have the same reward (or only one response)", tied)
     return out.filter(pl.col("chosen_reward") > pl.col("rejected_reward"))
-
-
-def _count_unpaired_prompts(graded: pl.LazyFrame, out: pl.LazyFrame, step: Step) -> None:
-    n_prompts, n_paired = pl.collect_all(
-        [graded.select(pl.col(KEY).n_unique()), out.select(pl.col(KEY).n_unique())]
-    )
-    step.drop("prompts with fewer than two distinct graded rewards (no pair)", n_prompts.item() - n_paired.item())
 
 
 def _seeded_order(seed: int) -> pl.Expr:
@@ -151,22 +186,16 @@ def _seeded_order(seed: int) -> pl.Expr:
     return pl.struct(KEY, "response", "__row").hash(seed)
 
 
-def _correct_vs_incorrect(samples: pl.LazyFrame, *, k: int, seed: int, step: Step | None, **params: Any) -> pl.LazyFrame:
+def _correct_vs_incorrect(samples: pl.LazyFrame, *, k: int, seed: int, step: Step, **params: Any) -> pl.LazyFrame:
     """chosen = a correct response (gold if none), rejected = one from the largest wrong-answer class (FORMULAS A1)."""
     names = samples.collect_schema().names()
     if "correct" not in names:
-        raise SchemaError(
-            "strategy correct-vs-incorrect needs a `correct` column",
-            column="correct",
-            hint="Run `curate verify` to add it.",
-        )
-    if step is not None:
-        step.drop("responses with null `correct` (ungraded)", samples.select(pl.col("correct").is_null().sum()).collect().item())
+        raise SchemaError("strategy correct-vs-incorrect needs a `correct` column", column="correct", hint="Run `curate verify` to add it.")
+    step.count("responses with null `correct` (ungraded)", samples.select(pl.col("correct").is_null().sum()), unit="samples")
     graded = scorers.score(samples.filter(pl.col("correct").is_not_null()), ["difficulty"], **params)
     has_answer = "answer" in names
     error_count = params.get("error_count", "mode")
-    h = _seeded_order(seed)
-    graded = graded.with_columns(h.alias("__h"))
+    graded = graded.with_columns(_seeded_order(seed).alias("__h"))
     wrong = graded.filter(~pl.col("correct"))
     if has_answer and error_count == "mode":
         # the largest wrong class; among equally large classes, the one holding the first response in seeded order
@@ -179,16 +208,25 @@ def _correct_vs_incorrect(samples: pl.LazyFrame, *, k: int, seed: int, step: Ste
     self_chosen = as_role(right, "chosen", keep_shared=True).rename({"__chosen_i": "__i"})
     self_pairs = self_chosen.join(rejected.rename({"__rejected_i": "__i"}), on=[KEY, "__i"], how="inner")
     parts = [self_pairs.drop("__i")]
-    if "gold" in names:
+    has_gold = "gold" in names
+    if has_gold:
         parts.append(_gold_pairs(graded, rejected.drop("__rejected_i")))
     out = pl.concat(parts, how="diagonal_relaxed").with_columns(pl.col("difficulty_weight").alias("weight"))
-    if step is not None:
-        stats = graded.group_by(KEY).agg(
-            pl.col("correct").sum().alias("c"), (~pl.col("correct")).sum().alias("w"), pl.col("gold").first().is_not_null().alias("g") if "gold" in names else pl.lit(False).alias("g")
-        ).collect()
-        step.drop("prompts with no incorrect response (nothing to reject)", stats.filter(pl.col("w") == 0).height)
-        step.drop("prompts with no correct response and no gold", stats.filter((pl.col("c") == 0) & ~pl.col("g") & (pl.col("w") > 0)).height)
+    out = finish(out, PAIR_ORDER, [PROMPT_ORDER, C_ROW, R_ROW])
+    gold_ok = _usable_gold(pl.col("gold").first()) if has_gold else pl.lit(False)
+    stats = graded.group_by(KEY).agg(pl.col("correct").sum().alias("c"), (~pl.col("correct")).sum().alias("w"), gold_ok.alias("g"))
+    no_wrong = stats.select((pl.col("w") == 0).sum().alias("n"))
+    no_right = stats.select(((pl.col("c") == 0) & ~pl.col("g") & (pl.col("w") > 0)).sum().alias("n"))
+    step.count("prompts with no incorrect response (nothing to reject)", no_wrong, unit="prompts")
+    step.count("prompts with no correct response and no gold", no_right, unit="prompts")
+    unpaired = _minus(_n_prompts(samples), _n_prompts(out))
+    residual = unpaired.join(no_wrong.rename({"n": "a"}), how="cross").join(no_right.rename({"n": "b"}), how="cross")
+    step.count("prompts with no graded response (every `correct` is null)", residual.select(pl.col("n") - pl.col("a") - pl.col("b")), unit="prompts")
     return out
+
+
+def _usable_gold(gold: pl.Expr) -> pl.Expr:
+    return gold.is_not_null() & (gold.str.len_bytes() > 0)
 
 
 def _gold_pairs(graded: pl.LazyFrame, rejected: pl.LazyFrame) -> pl.LazyFrame:
@@ -198,7 +236,7 @@ def _gold_pairs(graded: pl.LazyFrame, rejected: pl.LazyFrame) -> pl.LazyFrame:
         graded.filter(pl.col("n_correct") == 0)
         .group_by(KEY)
         .agg(pl.col("gold").first(), *[pl.col(c).first() for c in shared])
-        .filter(pl.col("gold").is_not_null() & (pl.col("gold").str.len_bytes() > 0))
+        .filter(_usable_gold(pl.col("gold")))
         .with_columns(
             pl.col("gold").alias("chosen"),
             pl.lit("gold").alias("chosen_model"),

@@ -25,6 +25,7 @@ def rank(samples: pl.LazyFrame, *, min_responses: int = 2, max_responses: int | 
     names = samples.collect_schema().names()
     if "reward" not in names:
         raise SchemaError("ranking needs a `reward` column", column="reward", hint="Run `curate reward` first.")
+    step = step if step is not None else Step("rank")
     rows = with_row_numbers(samples)
     graded = rows.filter(pl.col("reward").is_not_null())
     lists = []
@@ -32,16 +33,13 @@ def rank(samples: pl.LazyFrame, *, min_responses: int = 2, max_responses: int | 
         if src in names:
             ranked = pl.col(src).sort_by(["reward", "__row"], descending=[True, False])
             lists.append((ranked.head(max_responses) if max_responses else ranked).alias(dst))
-    out = graded.group_by(KEY).agg(pl.col("prompt").first(), pl.col(PROMPT_ORDER).first(), pl.len().alias("__n"), *lists)
-    if step is not None:
-        n_null, n_prompts, n_short = pl.collect_all(
-            [
-                rows.select(pl.col("reward").is_null().sum()),
-                rows.select(pl.col(KEY).n_unique()),
-                out.filter(pl.col("__n") >= min_responses).select(pl.len()),
-            ]
-        )
-        step.drop("responses with null reward (ungraded)", n_null.item())
-        step.drop(f"prompts with fewer than {min_responses} graded responses", n_prompts.item() - n_short.item())
-    out = out.filter(pl.col("__n") >= min_responses).with_columns(pl.lit(1.0).alias("weight"))
+    grouped = graded.group_by(KEY).agg(
+        pl.col("prompt").first(), pl.col(PROMPT_ORDER).first(), pl.len().alias("__n"), (pl.col("reward").n_unique() == 1).alias("__tied"), *lists
+    )
+    enough = pl.col("__n") >= min_responses
+    step.count("responses with null reward (ungraded)", rows.select(pl.col("reward").is_null().sum()), unit="samples")
+    short = rows.select(pl.col(KEY).n_unique().alias("n")).join(grouped.filter(enough).select(pl.len().alias("m")), how="cross")
+    step.count(f"prompts with fewer than {min_responses} graded responses", short.select(pl.col("n") - pl.col("m")), unit="prompts")
+    step.count("prompts whose graded responses all have the same reward (no ranking to learn)", grouped.filter(enough & pl.col("__tied")).select(pl.len()), unit="prompts")
+    out = grouped.filter(enough & ~pl.col("__tied")).with_columns(pl.lit(1.0).alias("weight"))
     return finish(out, RANKED_ORDER, [PROMPT_ORDER])

@@ -6,7 +6,9 @@ responses are stored as text, and a response given as one assistant message is c
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
+from typing import Any
 
 import polars as pl
 
@@ -178,7 +180,7 @@ def _column_checks(col: Column, have: pl.DataType, source: str | None) -> tuple[
             raise SchemaError(f"column has type {have}, expected {expected}", source=source, column=col.name)
         exprs.append(c.cast(col.dtype))
     if col.non_empty:
-        checks.append((col.name, "null or empty (blank) string", c.is_null() | (c.cast(STR).str.strip_chars().str.len_bytes() == 0)))
+        checks.append((col.name, "null or empty (blank) string", blank(c)))
     if col.finite and have.is_float():
         checks.append((col.name, "NaN or infinite value", c.is_not_null() & ~c.is_finite()))
     if col.required and isinstance(col.dtype, pl.List):
@@ -190,7 +192,30 @@ def _column_checks(col: Column, have: pl.DataType, source: str | None) -> tuple[
     return checks, exprs
 
 
-def validate(
+@dataclass
+class Checked:
+    """A table's validation, planned but not run: the validated frame, its one-row statistics, and `settle`.
+
+    `settle(stats_row)` raises the SchemaError of the first failed check (or, with `drop_invalid`,
+    records the drops on the step); the frame already filters invalid rows when they are dropped.
+    The CLI computes `stats` in the same execution as the output (curate.sinks.execute).
+    """
+
+    frame: pl.LazyFrame
+    stats: pl.LazyFrame
+    settle: Callable[[dict[str, Any]], None]
+
+
+TEXT_SPACE = r"^[\s\u00A0\u1680\u180E\u2000-\u200F\u2028-\u202F\u205F-\u2064\u3000\uFEFF]*$"  # blank: nothing but (Unicode) spaces
+_CASTS_TO_TEXT = ("prompt_id", "answer", "gold", "model")  # integer ids/answers read as numbers: cast to text, losslessly
+
+
+def blank(c: pl.Expr) -> pl.Expr:
+    """Null, empty, or only whitespace, including no-break and zero-width spaces."""
+    return c.is_null() | c.cast(STR).str.contains(TEXT_SPACE)
+
+
+def check(
     frame: pl.LazyFrame,
     kind: str = "samples",
     *,
@@ -198,13 +223,14 @@ def validate(
     dedup: bool = False,
     drop_invalid: bool = False,
     step: Step | None = None,
-) -> pl.LazyFrame:
-    """Check `frame` against the `kind` schema and return it with types cast and `prompt_id` derived.
+    rehash_prompt_ids: bool = False,
+    drop_hint: bool = True,
+) -> Checked:
+    """Plan the validation of `frame` as a `kind` table: schema errors raise now, row checks run with `stats`.
 
-    Raises SchemaError naming the source file, the column, the first offending rows and their count.
-    With `drop_invalid`, rows failing a check are dropped instead and counted on `step`, each row once,
-    under the first check it fails. Duplicate (prompt_id, response, model) samples are reported on
-    `step`, and dropped when `dedup`.
+    Row checks: blank prompts and responses (Unicode spaces count as blank), malformed conversations,
+    non-finite numbers, 0/1 flags; one `prompt_id` given to different prompts; duplicate
+    (prompt_id, response, model) samples. Each bad row counts once, under the first check it fails.
     """
     if kind not in SCHEMAS:
         raise SchemaError(f"unknown table kind {kind!r}; expected one of {', '.join(SCHEMAS)}", source=source)
@@ -215,19 +241,22 @@ def validate(
     missing = [c.name for c in spec if c.required and c.name not in schema]
     if missing:
         hint = f"The file has columns: {', '.join(schema.names()) or '(none)'}."
-        raise SchemaError(
-            f"missing required column(s) for a `{kind}` table: {', '.join(missing)}",
-            source=source,
-            column=missing[0],
-            hint=hint,
-        )
+        raise SchemaError(f"missing required column(s) for a `{kind}` table: {', '.join(missing)}", source=source, column=missing[0], hint=hint)
 
+    notes: list[str] = []
     converted: list[pl.Expr] = []
     for col in spec:
-        if col.name in schema:
-            col_checks, exprs = _column_checks(col, schema[col.name], source)
-            checks += col_checks
-            converted += exprs
+        if col.name not in schema:
+            continue
+        have = schema[col.name]
+        if col.name in _CASTS_TO_TEXT and (have.is_integer() or have == BOOL):
+            converted.append(pl.col(col.name).cast(STR))
+            notes.append(f"`{col.name}` holds {have} values in {source or 'the table'}; read as text")
+            have = STR
+            schema = pl.Schema({**schema, col.name: STR})
+        col_checks, exprs = _column_checks(col, have, source)
+        checks += col_checks
+        converted += exprs
     for name, have in schema.items():
         if name.startswith("judge_") and have != F64:
             if not have.is_numeric() and have != pl.Null:
@@ -235,73 +264,112 @@ def validate(
             converted.append(pl.col(name).cast(F64))
     if converted:
         frame = frame.with_columns(converted)
+    given_ids = "prompt_id" in schema and not rehash_prompt_ids
+    if "prompt_id" in schema and rehash_prompt_ids:
+        frame = frame.rename({"prompt_id": "source_prompt_id"})
+        notes.append("prompt_id derived from the prompt text (--rehash-prompt-ids); the given ids are kept as `source_prompt_id`")
+    names = frame.collect_schema().names()
+    if "prompt_id" not in names:
+        frame = frame.with_columns(pl.col("prompt").map_batches(prompt_hash, return_dtype=STR).alias("prompt_id"))
+        frame = frame.select(["prompt_id", *names])
+    if given_ids:
+        first_prompt = pl.col("prompt").hash().first().over("prompt_id")
+        checks.append(("prompt_id", _COLLISION, pl.col("prompt_id").is_not_null() & (pl.col("prompt").hash() != first_prompt)))
 
-    indexed = frame.with_row_index("__row")
+    base = frame.with_row_index("__row")
     aggs = [pl.len().alias("__n")]
     earlier = pl.lit(False)
-    first_bad = []  # each row counts once, under the first check it fails
-    for i, (_, _, bad) in enumerate(checks):
+    for i, (_, problem, bad) in enumerate(checks):
         bad = bad.fill_null(False)
-        mine = bad & ~earlier
-        first_bad.append(mine)
+        mine = bad & ~earlier  # each row counts once, under the first check it fails
         earlier = earlier | bad
         aggs.append(mine.sum().alias(f"__c{i}"))
         aggs.append(pl.col("__row").filter(mine).head(_MAX_ROWS_SHOWN).implode().alias(f"__r{i}"))
-    try:
-        stats = indexed.select(aggs).collect().row(0, named=True)
-    except pl.exceptions.PolarsError as exc:  # e.g. a truncated file or a cast that fails on the data
-        raise SchemaError(f"could not read the table ({type(exc).__name__}: {str(exc).splitlines()[0]})", source=source) from exc
-    if step is not None and step.rows_in is None:
-        step.rows_in = stats["__n"]  # rows in the file, before any drop
-    if stats["__n"] == 0:
-        raise SchemaError(f"the table has 0 rows; a `{kind}` table needs at least one", source=source)
-    failed = [(i, check) for i, check in enumerate(checks) if stats[f"__c{i}"]]
-    if failed and not drop_invalid:
-        i, (name, problem, _) = failed[0]
-        raise SchemaError(
-            problem,
-            source=source,
-            column=name,
-            rows=stats[f"__r{i}"],
-            count=stats[f"__c{i}"],
-            hint="Fix these rows, or pass --drop-invalid to drop them (the drops are counted and reported).",
-        )
-    if failed:
-        if step is not None:
-            for i, (name, problem, _) in failed:
-                step.drop(f"invalid `{name}`: {problem}", stats[f"__c{i}"])
-        frame = frame.filter(~earlier)
-        if sum(stats[f"__c{i}"] for i, _ in failed) == stats["__n"]:
-            raise SchemaError("every row is invalid; nothing is left after --drop-invalid", source=source)
-
-    split = ["messages"] if kind == "samples" and "messages" in schema else []
-    out = frame.drop([c for c in frame.collect_schema().names() if c.startswith(_ORIG)] + split)
-    names = out.collect_schema().names()
-    if "prompt_id" not in names:
-        out = out.with_columns(pl.col("prompt").map_batches(prompt_hash, return_dtype=STR).alias("prompt_id"))
-        out = out.select(["prompt_id", *names])
+        if problem == _COLLISION:
+            aggs.append(pl.col("prompt_id").filter(mine).first().alias("__collision_id"))
+            aggs.append(pl.col("__row").first().over("prompt_id").filter(mine).first().alias("__collision_first"))
+    key = ["prompt_id", "response", "model"] if kind == "samples" else []
     if kind == "samples" and "model" not in names:
-        out = out.with_columns(pl.lit("policy", dtype=STR).alias("model"))
-    if kind == "samples":
-        out = _report_duplicates(out, source=source, dedup=dedup, step=step)
-    return out
+        base = base.with_columns(pl.lit("policy", dtype=STR).alias("model"))
+    if key:
+        kept = pl.struct(key).filter(~earlier)
+        aggs.append((kept.is_duplicated() & ~kept.is_first_distinct()).sum().alias("__dup"))
+    stats = base.select(aggs)
 
+    out = base.filter(~earlier) if drop_invalid and checks else base
+    if key and dedup:
+        out = out.filter(pl.struct(key).is_first_distinct())
+    split = ["messages"] if kind == "samples" and "messages" in names else []
+    out = out.drop(["__row", *split, *[c for c in out.collect_schema().names() if c.startswith(_ORIG)]])
 
-def _report_duplicates(frame: pl.LazyFrame, *, source: str | None, dedup: bool, step: Step | None) -> pl.LazyFrame:
-    key = ["prompt_id", "response", "model"]
-    n_dup = (
-        frame.select(pl.struct(key).is_duplicated() & ~pl.struct(key).is_first_distinct())
-        .select(pl.col(pl.Boolean).sum())
-        .collect()
-        .item()
-    )
-    if not n_dup:
-        return frame
-    if dedup:
+    def settle(row: dict[str, Any]) -> None:
+        if step is not None and step.rows_in is None:
+            step.rows_in = row["__n"]  # rows in the file, before any drop
         if step is not None:
-            step.drop("duplicate (prompt_id, response, model)", n_dup)
-        # keep the first occurrence in file order
-        return frame.with_row_index("__row").filter(pl.struct(key).is_first_distinct()).sort("__row").drop("__row")
-    if step is not None:
-        step.warn(f"{n_dup} duplicate (prompt_id, response, model) row(s) in {source or 'the table'}; pass --dedup to drop them")
-    return frame
+            for note in notes:
+                step.warn(note)
+        if row["__n"] == 0:
+            raise SchemaError(f"the table has 0 rows; a `{kind}` table needs at least one", source=source)
+        failed = [(i, c) for i, c in enumerate(checks) if row[f"__c{i}"]]
+        if failed and not drop_invalid:
+            i, (name, problem, _) = failed[0]
+            if problem == _COLLISION:
+                raise SchemaError(
+                    f"prompt_id {row['__collision_id']!r} is given to different prompts (rows {row['__collision_first']} and "
+                    f"{row[f'__r{i}'][0]} differ); pairs and lists would mix them",
+                    source=source, column="prompt_id", rows=row[f"__r{i}"], count=row[f"__c{i}"],
+                    hint="Fix the ids, or pass --rehash-prompt-ids to derive prompt_id from the prompt text.",
+                )  # fmt: skip
+            hint = "Fix these rows, or pass --drop-invalid to drop them (the drops are counted and reported)." if drop_hint else "Fix these rows."
+            raise SchemaError(problem, source=source, column=name, rows=row[f"__r{i}"], count=row[f"__c{i}"], hint=hint)
+        if failed:
+            if step is not None:
+                for i, (name, problem, _) in failed:
+                    step.drop(f"invalid `{name}`: {problem}", row[f"__c{i}"])
+            if sum(row[f"__c{i}"] for i, _ in failed) == row["__n"]:
+                raise SchemaError("every row is invalid; nothing is left after --drop-invalid", source=source)
+        n_dup = row.get("__dup") or 0
+        if n_dup and step is not None:
+            if dedup:
+                step.drop("duplicate (prompt_id, response, model)", n_dup)
+            else:
+                step.warn(f"{n_dup} duplicate (prompt_id, response, model) row(s) in {source or 'the table'}; pass --dedup to drop them")
+
+    return Checked(frame=out, stats=stats, settle=settle)
+
+
+_COLLISION = "one prompt_id, several prompts"
+
+
+def validate(
+    frame: pl.LazyFrame,
+    kind: str = "samples",
+    *,
+    source: str | None = None,
+    dedup: bool = False,
+    drop_invalid: bool = False,
+    step: Step | None = None,
+    rehash_prompt_ids: bool = False,
+    drop_hint: bool = True,
+) -> pl.LazyFrame:
+    """Check `frame` against the `kind` schema now and return it with types cast and `prompt_id` derived.
+
+    Raises SchemaError naming the source file, the column, the first offending rows and their count.
+    With `drop_invalid`, rows failing a check are dropped instead and counted on `step`, each row once,
+    under the first check it fails. Duplicate (prompt_id, response, model) samples are reported on
+    `step`, and dropped when `dedup`.
+    """
+    checked = check(frame, kind, source=source, dedup=dedup, drop_invalid=drop_invalid, step=step, rehash_prompt_ids=rehash_prompt_ids,
+                    drop_hint=drop_hint)  # fmt: skip
+    try:
+        row = checked.stats.collect().row(0, named=True)
+    except pl.exceptions.PolarsError as exc:  # e.g. a truncated file or a cast that fails on the data
+        raise read_error(exc, source) from exc
+    checked.settle(row)
+    return checked.frame
+
+
+def read_error(exc: BaseException, source: str | None) -> SchemaError:
+    """A Polars error met while reading a table, as a SchemaError naming the file."""
+    first = str(exc).strip().splitlines()[0] if str(exc).strip() else ""
+    return SchemaError(f"could not read the table ({type(exc).__name__}: {first})", source=source)

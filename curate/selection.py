@@ -24,11 +24,13 @@ def select(
     weight: str | None = None,
     normalize_weights: str | None = None,
     step: Step | None = None,
+    allow_file_access: bool = False,
 ) -> pl.LazyFrame:
     """Filter rows by `where`, keep the `top` fraction / `top_k` rows by `by` (descending), then set weights.
 
     Rows keep their input order. `per_prompt` applies top/top-k within each `prompt_id`. Every drop is
-    counted on `step` with its reason; ties at the cut keep the earlier row.
+    counted on `step` with its reason; ties at the cut keep the earlier row. `where` is one DuckDB
+    predicate, run sandboxed (curate.where); `allow_file_access` lets it read other tables or files.
     """
     step = step if step is not None else Step("select")
     if top is not None and top_k is not None:
@@ -50,7 +52,7 @@ def select(
 
     frame = frame.with_row_index(_ROW)
     if where:
-        frame = where_filter(frame, where, step)
+        frame = where_filter(frame, where, step, allow_file_access=allow_file_access)
     if by is not None and (top is not None or top_k is not None):
         frame = _top(frame, by=by, top=top, top_k=top_k, per_prompt=per_prompt, step=step)
     if weight is not None:
@@ -60,12 +62,28 @@ def select(
     return frame.sort(_ROW).drop(_ROW)
 
 
-def where_filter(frame: pl.LazyFrame, predicate: str, step: Step) -> pl.LazyFrame:
-    """Keep rows where the SQL `predicate` is true, evaluated by DuckDB over the frame (zero-copy Arrow)."""
+def where_filter(frame: pl.LazyFrame, predicate: str, step: Step, *, allow_file_access: bool = False) -> pl.LazyFrame:
+    """Keep rows where the DuckDB `predicate` is true (null is false), counting the others; streams batch by batch."""
+    from curate.where import parse_predicate, predicate_mask
+
+    if allow_file_access:
+        return _where_query(frame, predicate, step)
+    parse_predicate(predicate)
+    keep = predicate_mask(predicate, frame.collect_schema())
+    marked = frame.with_columns(keep.alias("__keep"))
+    step.count(f"rows where `{predicate}` is false or null", marked.select((~pl.col("__keep")).sum()))
+    return marked.filter(pl.col("__keep")).drop("__keep")
+
+
+def _where_query(frame: pl.LazyFrame, predicate: str, step: Step) -> pl.LazyFrame:
+    """The predicate as one DuckDB query over the whole table, with file access (subqueries allowed); materialises."""
     import duckdb
 
+    from curate.where import parse_predicate
+
+    parse_predicate(predicate, allow_file_access=True)
     con = duckdb.connect()
-    con.register("t", frame)
+    con.register("t", frame.collect())
     try:
         kept = con.sql(f"SELECT * FROM t WHERE ({predicate}) ORDER BY {_ROW}").pl()
         n_in = con.sql("SELECT count(*) FROM t").fetchall()[0][0]
@@ -78,21 +96,18 @@ def where_filter(frame: pl.LazyFrame, predicate: str, step: Step) -> pl.LazyFram
 
 
 def _top(frame: pl.LazyFrame, *, by: str, top: float | None, top_k: int | None, per_prompt: bool, step: Step) -> pl.LazyFrame:
-    n_null = frame.select(pl.col(by).is_null().sum()).collect().item()
-    step.drop(f"rows with null `{by}`", n_null)
+    step.count(f"rows with null `{by}`", frame.select(pl.col(by).is_null().sum()))
     frame = frame.filter(pl.col(by).is_not_null())
     group = ["prompt_id"] if per_prompt else []
     n = pl.len().over(group) if group else pl.len()
-    # round half up, but keep at least one row of a non-empty group
-    keep = pl.max_horizontal(pl.lit(1), (n.cast(pl.Float64) * top + 0.5).floor().cast(pl.Int64)) if top is not None else pl.lit(top_k)
+    # keep int(fraction × n) rows, at least one of a non-empty group (the alignment-potential code's rounding)
+    keep = pl.max_horizontal(pl.lit(1), (n.cast(pl.Float64) * top).floor().cast(pl.Int64)) if top is not None else pl.lit(top_k)
     order = [-pl.col(by).cast(pl.Float64), pl.col(_ROW)]
     rank = pl.int_range(pl.len()).over(group, order_by=order) if group else pl.int_range(pl.len()).over(pl.lit(0), order_by=order)
-    before = frame.select(pl.len()).collect().item()
-    out = frame.filter(rank < keep)
-    after = out.select(pl.len()).collect().item()
+    marked = frame.with_columns((rank < keep).alias("__top"))
     what = f"top {top:.0%}" if top is not None else f"top {top_k}"
-    step.drop(f"rows below the {what} by `{by}`{' per prompt' if per_prompt else ''}", before - after)
-    return out
+    step.count(f"rows below the {what} by `{by}`{' per prompt' if per_prompt else ''}", marked.select((~pl.col("__top")).sum()))
+    return marked.filter(pl.col("__top")).drop("__top")
 
 
 def _set_weight(frame: pl.LazyFrame, column: str) -> pl.LazyFrame:

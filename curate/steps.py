@@ -1,4 +1,9 @@
-"""Run one pipeline step: read and validate the input, build lazily, collect once, write atomically with lineage."""
+"""Run one pipeline step in one execution: read, validate, build lazily, stream to the output with every count.
+
+The input's row checks, the step's drop counts and the output are computed by one Polars
+`collect_all` (curate.sinks.execute): scorers and joins run once, the output streams to a temporary
+path, and it is renamed into place only when the checks passed, with its lineage (every count known).
+"""
 
 from __future__ import annotations
 
@@ -8,10 +13,17 @@ from collections.abc import Callable
 import polars as pl
 
 from curate.console import spinner
-from curate.io import Source, load, write
+from curate.errors import CurateError, SchemaError
+from curate.io import Source, load
 from curate.report import Lineage, Step
+from curate.schema import read_error
+from curate.sinks import CardFn, execute
 
 Build = Callable[[pl.LazyFrame, Step], pl.LazyFrame]
+
+
+def inputs_of(src: Source) -> list[str]:
+    return [str(src)] if isinstance(src, (str, os.PathLike)) else [str(s) for s in src]
 
 
 def run_step(
@@ -26,16 +38,39 @@ def run_step(
     dedup: bool = False,
     drop_invalid: bool = False,
     split: str | None = None,
+    rehash_prompt_ids: bool = False,
+    drop_hint: bool = True,
+    card: str | CardFn | Callable[..., str] | None = None,
+    card_meta: dict | None = None,
+    step: Step | None = None,
 ) -> Step:
-    """Apply `build` to the table at `src` and write the result to `output`; return the step's record."""
-    inputs = [str(src)] if isinstance(src, (str, os.PathLike)) else [str(s) for s in src]
-    step = Step(name, params=params, inputs=inputs)
-    table = load(src, kind, dedup=dedup, drop_invalid=drop_invalid, step=step, split=split)
-    frame = build(table.frame, step)
-    with spinner(f"{name}: computing"):
-        df = frame.collect()
-    step.rows_out = df.height
+    """Apply `build` to the table at `src` and write the result to `output`; return the step's record.
+
+    `card(schema, rows, written, lineage, kind)` may write a dataset card for folder outputs.
+    """
+    step = step or Step(name, params=params, inputs=inputs_of(src))
+    table = load(src, kind, dedup=dedup, drop_invalid=drop_invalid, step=step, split=split, rehash_prompt_ids=rehash_prompt_ids,
+                 deferred=True, drop_hint=drop_hint)  # fmt: skip
+    try:
+        frame = build(table.frame, step)
+    except SchemaError as exc:
+        raise exc.with_source(table.source) from None
+    pending = step.pending_counts()
     lineage = Lineage(sources=table.lineage.sources, steps=[*table.lineage.steps, step])
-    with spinner(f"writing {output}"):
-        write(df, output, fmt, lineage=lineage)
+
+    def finish(values: list[pl.DataFrame], rows: int) -> Lineage:
+        table.checked.settle(values[0].row(0, named=True))
+        step.settle(values[1 : 1 + len(pending)])
+        step.rows_out = rows
+        return lineage
+
+    card_fn = None if card is None or isinstance(card, str) else (lambda schema, rows, written: card(schema, rows, written, lineage, table.kind))
+    try:
+        with spinner(f"{name}: computing and writing {output}"):
+            execute(frame, output, fmt, stats=[table.checked.stats, *pending], finish=finish, card=card_fn or card, card_meta=card_meta,
+                    inputs=inputs_of(src))  # fmt: skip
+    except CurateError:
+        raise
+    except pl.exceptions.PolarsError as exc:
+        raise read_error(exc, table.source) from exc
     return step

@@ -68,24 +68,21 @@ def triplets(
         .join(as_role(worst, "rejected", keep_shared=False), on=KEY, how="inner")
     )
     valid = pl.col("rejected_reward") < pl.col("chosen_target_reward")
-    if step is not None:
-        n_prompts, n_src, n_tgt, n_bad = pl.collect_all(
-            [
-                rows.select(pl.col(KEY).n_unique()),
-                best_source.select(pl.len()),
-                best_target.select(pl.len()),
-                out.filter(~valid).select(pl.len()),
-            ]
-        )
-        n_prompts, n_src, n_tgt, n_bad = n_prompts.item(), n_src.item(), n_tgt.item(), n_bad.item()
-        step.drop("prompts with no graded source-model response", n_prompts - n_src)
-        step.drop(f"prompts with no graded {target_model} response", n_prompts - n_tgt)
-        why = (
-            f"prompts where {target_model} has no two responses with different rewards (WRPO needs several target samples; "
-            "--rejected-from any takes y_l from any model)"
-            if rejected_from == "target"
-            else f"prompts where no response scores below the best {target_model} response"
-        )
-        step.drop(why, n_bad)
+    step = step if step is not None else Step("triplets")
+    # every prompt once: no source response, else no target response, else no target response below the best one
+    keys = rows.select(KEY).unique()
+    has_src, has_tgt = best_source.select(KEY, pl.lit(True).alias("s")), best_target.select(KEY, pl.lit(True).alias("t"))
+    reasons = keys.join(has_src, on=KEY, how="left").join(has_tgt, on=KEY, how="left").join(
+        out.filter(valid).select(KEY, pl.lit(True).alias("ok")), on=KEY, how="left"
+    )
+    why = (
+        f"prompts where {target_model} has no two responses with different rewards (WRPO needs several target samples; "
+        "--rejected-from any takes y_l from any model)"
+        if rejected_from == "target"
+        else f"prompts where no response scores below the best {target_model} response"
+    )
+    step.count("prompts with no graded source-model response", reasons.select(pl.col("s").is_null().sum()), unit="prompts")
+    step.count(f"prompts with no graded {target_model} response", reasons.select((pl.col("s") & pl.col("t").is_null()).sum()), unit="prompts")
+    step.count(why, reasons.select((pl.col("s") & pl.col("t") & pl.col("ok").is_null()).sum()), unit="prompts")
     out = out.filter(valid).with_columns(pl.lit(1.0).alias("weight"))
     return finish(out, TRIPLET_ORDER, [PROMPT_ORDER])

@@ -26,6 +26,11 @@ def prob_distance_expr() -> pl.Expr:
     return (pl.col("ref_chosen_logps") - pl.col("ref_rejected_logps")).abs()
 
 
+def dcrm_expr(distance: pl.Expr, d_prob: pl.Expr, epsilon: float) -> pl.Expr:
+    """DCRM = (σ(Δr) − 0.5) / (d + d_prob + ε) over a `reward_margin` column (FORMULAS A2)."""
+    return (sigmoid(pl.col("reward_margin")) - 0.5) / (distance + d_prob + epsilon)
+
+
 def uses_prob_distance(requested: bool | None, names: list[str]) -> bool:
     have = all(c in names for c in REF)
     if requested and not have:
@@ -61,5 +66,4 @@ class Dcrm(Scorer):
         else:
             frame, dist = ensure(frame, "embedding_distance"), pl.col("embedding_distance")
         d_prob = prob_distance_expr() if uses_prob_distance(p.prob_distance, frame.collect_schema().names()) else pl.lit(0.0)
-        dcrm = (sigmoid(pl.col("reward_margin")) - 0.5) / (dist + d_prob + p.epsilon)
-        return frame.with_columns(dcrm.alias("dcrm"))
+        return frame.with_columns(dcrm_expr(dist, d_prob, p.epsilon).alias("dcrm"))

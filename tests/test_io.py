@@ -31,7 +31,7 @@ def test_csv_is_read(tmp_path):
 
 
 def test_lineage_kept_in_parquet_and_hf(tmp_path):
-    lineage = Lineage(sources=["orig.parquet"], steps=[Step("pairs", params={"strategy": "all"}, rows_in=9, rows_out=3, dropped={"tie": 1})])
+    lineage = Lineage(sources=["orig.parquet"], steps=[Step("pairs", params={"strategy": "all"}, rows_in=9, rows_out=3, counts={"tie": 1})])
     write(pl.DataFrame(ROWS), tmp_path / "x.parquet", lineage=lineage)
     write(pl.DataFrame(ROWS), tmp_path / "x_hf", "hf", lineage=lineage)
     write(pl.DataFrame(ROWS), tmp_path / "x_arrow", "arrow", lineage=lineage)

@@ -25,7 +25,9 @@ def test_all_lists_every_reward_ordered_pair(reward_samples):
     step = Step("pairs")
     p = _pairs(reward_samples, strategy="all", step=step)
     assert _ids(p) == [("a1", "a2"), ("a1", "a3"), ("a3", "a2"), ("c3", "c1")]
-    assert step.dropped == {"responses with null reward (ungraded)": 1}
+    # B (a tie) gives no pair: counted once, as a prompt (issue: `all` used to say nothing)
+    assert step.dropped == {"responses with null reward (ungraded)": 1, "prompts with fewer than two distinct graded rewards (no pair)": 1}
+    assert step.units == {"responses with null reward (ungraded)": "samples", "prompts with fewer than two distinct graded rewards (no pair)": "prompts"}
 
 
 def test_best_of_n2_by_reward_margin(reward_samples):
@@ -33,7 +35,7 @@ def test_best_of_n2_by_reward_margin(reward_samples):
     p = _pairs(reward_samples, strategy="best-of-n2", by="reward_margin", step=step)
     assert _ids(p) == [("a1", "a2"), ("c3", "c1")]
     assert p["reward_margin"].to_list() == [2.0, 4.0]
-    assert step.dropped["prompts with fewer than two distinct graded rewards (no pair)"] == 1  # B
+    assert step.dropped["prompts left without a pair (fewer than two distinct graded rewards, or only identical or unscorable responses)"] == 1  # B
 
 
 def test_best_of_n2_top_k_and_tie_break():
@@ -49,7 +51,7 @@ def test_best_vs_worst(reward_samples):
     p = _pairs(reward_samples, strategy="best-vs-worst", step=step)
     assert _ids(p) == [("a1", "a2"), ("c3", "c1")]
     assert p["weight"].to_list() == [1.0, 1.0]
-    assert step.dropped["prompts whose graded responses all have the same reward (or only one response)"] == 1
+    assert step.dropped["prompts whose graded responses all have the same reward (or fewer than two are graded)"] == 1
 
 
 def test_pair_columns_follow_spec(reward_samples):

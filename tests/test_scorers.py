@@ -236,7 +236,7 @@ def test_single_response_and_all_tied_prompts_give_no_pair():
     step = Step("pairs")
     p = curate.pairs(df.lazy(), strategy="best-of-n2", step=step).collect()
     assert p["prompt_id"].to_list() == ["U"] and p["dcrm"].to_list() == pytest.approx([(sig(1) - 0.5) / 2])
-    assert step.dropped["prompts with fewer than two distinct graded rewards (no pair)"] == 2
+    assert step.dropped["prompts left without a pair (fewer than two distinct graded rewards, or only identical or unscorable responses)"] == 2
     w = curate.score(df.with_columns(correct=pl.Series([True, False, False, True, True])).lazy(), "difficulty").collect()
     # S: one correct of one -> max(1, 1 + 0 + 1/1) = 2; T: all wrong, P_e = 2 (no answer: total) -> 1 + 2/2 = 2; U: all right -> 1.5
     assert w["difficulty_weight"].to_list() == pytest.approx([2.0, 2.0, 2.0, 1.5, 1.5])

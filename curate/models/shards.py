@@ -8,6 +8,7 @@ concatenated, in order, into OUT (atomically) and the shard folder is removed.
 
 from __future__ import annotations
 
+import hashlib
 import json
 import shutil
 from collections.abc import Callable
@@ -43,13 +44,17 @@ def run_sharded(
     output = Path(output)
     folder = shard_dir(output)
     n_shards = max(1, -(-rows.height // shard_size))
-    meta = {"step": step.name, "params": step.params, "rows": rows.height, "shard_size": shard_size}
+    # the input's content, not only its row count: a changed file with as many rows must not mix with old shards
+    content = hashlib.sha1(rows.hash_rows(seed=0).to_numpy().tobytes()).hexdigest()
+    meta = {"step": step.name, "params": step.params, "rows": rows.height, "shard_size": shard_size, "content": content, "polars": pl.__version__}
     if folder.exists():
         old = json.loads((folder / META).read_text()) if (folder / META).exists() else None
         if not resume:
             raise CurateError(f"{folder} holds shards of an unfinished run; pass --resume to continue it, or delete the folder.")
         if old != json.loads(json.dumps(meta)):
-            raise CurateError(f"{folder} was written with other options ({old}); delete it or run with the same options.")
+            changed = sorted(k for k in set(old or {}) | set(meta) if (old or {}).get(k) != json.loads(json.dumps(meta)).get(k))
+            what = "the input's content changed" if changed == ["content"] else f"other {', '.join(changed)}"
+            raise CurateError(f"{folder} holds shards of a run with {what}; delete the folder, or resume with the same input and options.")
     folder.mkdir(parents=True, exist_ok=True)
     (folder / META).write_text(json.dumps(meta))
     try:

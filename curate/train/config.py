@@ -3,6 +3,9 @@
 from __future__ import annotations
 
 import dataclasses
+import inspect
+import math
+import typing
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -44,6 +47,7 @@ class TrainConfig:
     use_weights: bool = True  # read the data's `weight` column
     wrap_plain_prompts: bool = False  # plain-string prompts through the chat template as one user turn (TRL: no template)
     split: str | None = None  # the split of a dataset folder to train on
+    allow_negative_weights: bool = False  # a negative weight pushes the model away from the chosen response
     weight_mode: str = "loss"
     reduction: str = "mean"
     save_steps: int | None = None
@@ -61,8 +65,14 @@ class TrainConfig:
     def validate(self) -> "TrainConfig":
         from curate.train.losses import LOSSES
 
+        check_types(self)
         if self.loss not in LOSSES:
             raise CurateError(f"unknown loss {self.loss!r}; use one of {', '.join(sorted(LOSSES))}.")
+        check_loss_kwargs(self.loss, self.loss_kwargs)
+        for name in ("learning_rate", "epochs", "warmup_ratio", "weight_decay", "adam_beta1", "adam_beta2", "adam_epsilon", "max_grad_norm"):
+            value = getattr(self, name)
+            if value is not None and (not math.isfinite(value) or value < 0):
+                raise CurateError(f"{name} must be a finite number ≥ 0 (got {value!r}).")
         for name, value, allowed in (("scheduler", self.scheduler, SCHEDULERS), ("weight_mode", self.weight_mode, WEIGHT_MODES),
                                      ("reduction", self.reduction, REDUCTIONS)):  # fmt: skip
             if value not in allowed:
@@ -82,7 +92,16 @@ class TrainConfig:
     def from_yaml(cls, path: str | Path, **overrides: Any) -> "TrainConfig":
         import yaml
 
-        raw = yaml.safe_load(Path(path).read_text()) or {}
+        try:
+            raw = yaml.safe_load(Path(path).read_text()) or {}
+        except yaml.YAMLError as exc:
+            where = getattr(exc, "problem_mark", None)
+            line = f" line {where.line + 1}, column {where.column + 1}:" if where is not None else ""
+            raise CurateError(f"{path}:{line} not valid YAML ({getattr(exc, 'problem', None) or exc}).") from None
+        except OSError as exc:
+            raise CurateError(f"{path}: cannot read the config ({exc.strerror}).") from None
+        if not isinstance(raw, dict):
+            raise CurateError(f"{path}: a config is a mapping of TrainConfig fields (key: value), not a {type(raw).__name__}.")
         raw.update({k: v for k, v in overrides.items() if v is not None})
         known = {f.name for f in dataclasses.fields(cls)}
         unknown = sorted(set(raw) - known)
@@ -92,3 +111,45 @@ class TrainConfig:
 
     def to_dict(self) -> dict[str, Any]:
         return dataclasses.asdict(self)
+
+
+def _accepts(value: Any, hint: Any) -> bool:
+    origin = typing.get_origin(hint)
+    if origin in (typing.Union, getattr(__import__("types"), "UnionType", None)):
+        return any(_accepts(value, h) for h in typing.get_args(hint))
+    if hint is type(None):
+        return value is None
+    if hint is float:
+        return isinstance(value, (int, float)) and not isinstance(value, bool)
+    if hint is int:
+        return isinstance(value, int) and not isinstance(value, bool)
+    if origin is dict or hint is dict:
+        return isinstance(value, dict)
+    return isinstance(value, hint) if isinstance(hint, type) else True
+
+
+def check_types(cfg: "TrainConfig") -> None:
+    """Every field holds a value of its declared type (a YAML string where a number goes is named with its key)."""
+    hints = typing.get_type_hints(type(cfg))
+    for f in dataclasses.fields(cfg):
+        value = getattr(cfg, f.name)
+        if not _accepts(value, hints[f.name]):
+            want = str(hints[f.name]).replace("typing.", "")
+            raise CurateError(f"config `{f.name}` must be {want} (got {value!r}, a {type(value).__name__}).")
+    if isinstance(cfg.learning_rate, int):
+        cfg.learning_rate = float(cfg.learning_rate)
+
+
+def check_loss_kwargs(loss: str, kwargs: dict[str, Any]) -> None:
+    """Loss hyper-parameters the loss function accepts, with finite numeric values."""
+    from curate.train.losses import LOSSES
+
+    sig = inspect.signature(LOSSES[loss])
+    tensors = {n for n in sig.parameters if n.startswith(("policy_", "reference_")) or n.endswith("_lengths") or n in
+               ("lengths", "mask", "rewards", "step", "total_steps", "logit_weights", "queue", "batch_margins")}  # fmt: skip
+    allowed = sorted(n for n, p in sig.parameters.items() if p.kind is p.KEYWORD_ONLY and n not in tensors)
+    for key, value in kwargs.items():
+        if key not in allowed:
+            raise CurateError(f"loss `{loss}` has no hyper-parameter `{key}`; its hyper-parameters are: {', '.join(allowed) or '(none)'}.")
+        if isinstance(value, float) and not math.isfinite(value):
+            raise CurateError(f"loss hyper-parameter `{key}` must be finite (got {value!r}).")

@@ -13,7 +13,7 @@ from pathlib import Path
 import polars as pl
 import torch
 
-from curate.errors import CurateError
+from curate.errors import CurateError, SchemaError
 from curate.report import Step
 from curate.train.tokenize import tokenize_examples
 
@@ -67,17 +67,24 @@ def load_preference_data(
     use_weights: bool = True,
     wrap_plain_prompts: bool = False,
     split: str | None = None,
+    allow_negative_weights: bool = False,
 ) -> PreferenceData:
-    """Read and tokenise a pairs/triplets/ranked table as TRL does (curate.train.tokenize); report examples made degenerate by truncation."""
+    """Read, check and tokenise a pairs/triplets/ranked table as TRL does (curate.train.tokenize).
+
+    Weights must be finite and not null (and ≥ 0 unless `allow_negative_weights`); ranked lists must
+    have no null response, rewards as long as the responses, finite rewards, and be sorted best first
+    (an unsorted list is sorted on read, with a note). Examples made degenerate by truncation are counted.
+    """
     from curate.io import load
 
     step = Step("tokenize", params={"max_length": max_length, "max_prompt_length": max_prompt_length}, inputs=[str(path)])
-    table = load(path, kind=None, step=step, split=split)
+    table = load(path, kind=None, step=step, split=split, drop_hint=False)
     if table.kind == "samples":
         raise CurateError(f"{path}: training needs a pairs, triplets or ranked table; build one with `curate pairs` first.")
     df = table.frame.collect()
     step.rows_in = df.height
     kind = table.kind
+    df = check_training_table(df, kind, source=str(path), use_weights=use_weights, allow_negative_weights=allow_negative_weights, step=step)
     if kind == "ranked":
         completions = df["responses"].to_list()
     else:
@@ -86,7 +93,7 @@ def load_preference_data(
     prompts = [p for p, _ in tokenized]
     responses = [rs for _, rs in tokenized]
     weights = df["weight"].to_list() if use_weights and "weight" in df.columns else [1.0] * df.height
-    refs = _reference_columns(df, kind)
+    refs = _reference_columns(df, kind, step)
     rewards = df["rewards"].to_list() if kind == "ranked" and "rewards" in df.columns else None
 
     examples, degenerate, truncated = [], 0, 0
@@ -117,12 +124,58 @@ def load_preference_data(
     return PreferenceData(kind=kind, examples=examples, step=step)
 
 
-def _reference_columns(df: pl.DataFrame, kind: str) -> list | None:
+def _bad_rows(df: pl.DataFrame, bad: pl.Expr) -> tuple[int, list[int]]:
+    rows = df.with_row_index("__row").filter(bad.fill_null(False))["__row"]
+    return rows.len(), rows.head(5).to_list()
+
+
+def check_training_table(df: pl.DataFrame, kind: str, *, source: str, use_weights: bool = True, allow_negative_weights: bool = False,
+                         step: Step | None = None) -> pl.DataFrame:  # fmt: skip
+    """Refuse weights and ranked lists a loss cannot use (SchemaError naming file, column, rows); sort unsorted lists."""
+    checks: list[tuple[str, str, pl.Expr, str | None]] = []
+    if use_weights and "weight" in df.columns:
+        checks.append(("weight", "null weight", pl.col("weight").is_null(), "Fill it (e.g. `curate select --where \"weight IS NOT NULL\"`)."))
+        checks.append(("weight", "NaN or infinite weight", ~pl.col("weight").is_finite(), None))
+        if not allow_negative_weights:
+            checks.append(("weight", "negative weight (it would push the model away from the chosen response)", pl.col("weight") < 0,
+                           "Pass --allow-negative-weights if that is meant."))  # fmt: skip
+    if kind == "ranked":
+        checks.append(("responses", "null response in a ranked list", pl.col("responses").list.eval(pl.element().is_null()).list.any(), None))
+        if "rewards" in df.columns:
+            checks.append(("rewards", "`rewards` and `responses` differ in length", pl.col("rewards").list.len() != pl.col("responses").list.len(), None))
+            checks.append(("rewards", "null, NaN or infinite reward in a ranked list",
+                           pl.col("rewards").list.eval(pl.element().is_null() | ~pl.element().is_finite()).list.any(), None))  # fmt: skip
+        if "ref_logps" in df.columns:
+            checks.append(("ref_logps", "`ref_logps` and `responses` differ in length",
+                           pl.col("ref_logps").is_not_null() & (pl.col("ref_logps").list.len() != pl.col("responses").list.len()), None))  # fmt: skip
+    for column, problem, bad, hint in checks:
+        count, rows = _bad_rows(df, bad)
+        if count:
+            raise SchemaError(problem, source=source, column=column, rows=rows, count=count, hint=hint)
+    if kind == "ranked" and "rewards" in df.columns:
+        unsorted = pl.col("rewards").list.eval(pl.element().diff() > 0).list.any()
+        count, _ = _bad_rows(df, unsorted)
+        if count:
+            order = pl.col("rewards").list.eval(pl.element().arg_sort(descending=True, maintain_order=True))
+            lists = [c for c in ("responses", "rewards", "models", "ref_logps", "logps", "n_tokens") if c in df.columns]
+            df = df.with_columns(order.alias("__order")).with_columns(
+                [pl.when(unsorted).then(pl.col(c).list.gather(pl.col("__order"))).otherwise(pl.col(c)).alias(c) for c in lists]
+            ).drop("__order")
+            if step is not None:
+                step.warn(f"{count} ranked list(s) were not sorted by reward, best first; sorted on read (ties keep their order)")
+    return df
+
+
+def _reference_columns(df: pl.DataFrame, kind: str, step: Step | None = None) -> list | None:
     cols = REF_COLUMNS[kind]
     if not all(c in df.columns for c in cols):
         return None
-    if any(df[c].null_count() for c in cols):
-        return None  # partial reference log-probs: recompute them all
+    missing = sum(df[c].null_count() for c in cols)
+    if missing:  # partial reference log-probs: recompute them all, and say so
+        if step is not None:
+            step.warn(f"{missing} null value(s) in {', '.join(cols)}: the reference log-probs are recomputed for every example "
+                      "with the reference model (the data's values are not used)")  # fmt: skip
+        return None
     if kind == "ranked":
         return df["ref_logps"].to_list()
     return [list(r) for r in zip(*(df[c].to_list() for c in cols), strict=True)]

@@ -114,7 +114,7 @@ class Trainer:
         self.pad_id = self.tokenizer.pad_token_id if self.tokenizer.pad_token_id is not None else self.tokenizer.eos_token_id
         self.data = load_preference_data(
             config.data, self.tokenizer, max_length=config.max_length, max_prompt_length=config.max_prompt_length, use_weights=config.use_weights,
-            wrap_plain_prompts=config.wrap_plain_prompts, split=config.split,
+            wrap_plain_prompts=config.wrap_plain_prompts, split=config.split, allow_negative_weights=config.allow_negative_weights,
         )
         allowed = KIND_LOSSES.get(self.data.kind, set(LOSSES) - {"wrpo", "multi_dpo"})
         if config.loss not in allowed:
@@ -138,12 +138,45 @@ class Trainer:
         warmup = config.warmup_steps if config.warmup_steps is not None else int(config.warmup_ratio * self.total_steps)
         self.scheduler = torch.optim.lr_scheduler.LambdaLR(self.optimizer, lr_lambda(warmup, self.total_steps, config.scheduler))
         self.step = 0
+        self.fingerprint = self._fingerprint()
         if self.resume_dir is not None:
+            self._check_fingerprint(self.resume_dir)
             self._load_state(self.resume_dir)
 
     # --- setup -----------------------------------------------------------------------------------
 
+    RESUME_KEYS = ("loss", "loss_kwargs", "batch_size", "grad_accum", "learning_rate", "scheduler", "warmup_ratio", "warmup_steps",
+                   "max_length", "max_prompt_length", "use_weights", "weight_mode", "reduction", "seed", "shuffle", "wrap_plain_prompts",
+                   "split", "epochs", "max_steps")  # fmt: skip
+
+    def _fingerprint(self) -> dict[str, Any]:
+        """What a resumed run must share with the run that wrote the checkpoint: the data's content and the training settings."""
+        from curate.fingerprint import data_hash
+
+        cfg = self.cfg.to_dict()
+        return {"data": data_hash(self.cfg.data), "examples": len(self.data), "world_size": self.dist.world,
+                **{k: cfg[k] for k in self.RESUME_KEYS}}  # fmt: skip
+
+    def _check_fingerprint(self, folder: Path) -> None:
+        from curate.fingerprint import differences
+
+        state = folder / "trainer_state.json"
+        old = json.loads(state.read_text()).get("fingerprint") if state.exists() else None
+        if old is None:
+            raise CurateError(f"{folder}: the checkpoint records no data/settings fingerprint; it cannot be checked, so it is not resumed.")
+        changed = differences(old, json.loads(json.dumps(self.fingerprint)))
+        if changed:
+            what = "; ".join(f"{k}: {old.get(k)!r} then, {self.fingerprint.get(k)!r} now" for k in changed if k != "data")
+            data = "the data file's content changed" if "data" in changed else ""
+            raise CurateError(
+                f"{folder} was written by a run with other data or settings ({'; '.join(x for x in (data, what) if x)}); resuming would "
+                "mix two runs. Resume with the same data and options, or write to a new --output."
+            )
+
     def _find_resume(self) -> Path | None:
+        if self.dist.main:  # temporaries of checkpoints interrupted while being written
+            for tmp in self.out.glob(".checkpoint-*.tmp"):
+                shutil.rmtree(tmp, ignore_errors=True)
         r = self.cfg.resume_from
         if r is None:
             return None
@@ -376,9 +409,20 @@ class Trainer:
         """Earlier metrics (kept up to the resumed step; later lines came from a run that was cut off)."""
         if not path.exists():
             return []
-        rows = [json.loads(line) for line in path.read_text().splitlines() if line.strip()]
-        keep = [r for r in rows if r["step"] <= step]
-        if self.dist.main and len(keep) != len(rows):
+        rows, torn = [], 0
+        for line in path.read_text().splitlines():
+            if not line.strip():
+                continue
+            try:
+                rows.append(json.loads(line))
+            except json.JSONDecodeError:
+                torn += 1  # a line cut off when the run was killed while writing it
+        if torn and self.dist.main:
+            from curate.console import err_console
+
+            err_console.print(f"[yellow]note:[/] {path}: dropped {torn} incomplete line(s) left by an interrupted run", highlight=False)
+        keep = [r for r in rows if r.get("step", step + 1) <= step]
+        if self.dist.main and (len(keep) != len(rows) or torn):
             path.write_text("".join(json.dumps(r) + "\n" for r in keep))
         if self.dist.enabled:
             dist.barrier()
@@ -421,8 +465,8 @@ class Trainer:
         )
         if self.dist.main:
             torch.save({"scheduler": self.scheduler.state_dict(), "step": self.step}, tmp / "trainer_state.pt")
-            (tmp / "trainer_state.json").write_text(json.dumps({"step": self.step, "total_steps": self.total_steps,
-                                                                "world_size": self.dist.world, "config": self.cfg.to_dict()}, indent=2))  # fmt: skip
+            (tmp / "trainer_state.json").write_text(json.dumps({"step": self.step, "total_steps": self.total_steps, "world_size": self.dist.world,
+                                                                "fingerprint": self.fingerprint, "config": self.cfg.to_dict()}, indent=2))  # fmt: skip
         if self.dist.enabled:
             dist.barrier()
         if self.dist.main:
@@ -433,11 +477,11 @@ class Trainer:
         return final
 
     def _load_state(self, folder: Path) -> None:
-        shared = torch.load(folder / "trainer_state.pt", weights_only=False)
+        shared = load_checkpoint_file(folder / "trainer_state.pt")
         mine = folder / f"state_rank{self.dist.rank}.pt"
         if not mine.exists():
             raise CurateError(f"{folder}: no state for process {self.dist.rank}; resume with the same number of processes.")
-        state = torch.load(mine, weights_only=False)
+        state = load_checkpoint_file(mine)
         self.optimizer.load_state_dict(state["optimizer"])
         self.scheduler.load_state_dict(shared["scheduler"])
         if self.gap_queue is not None and state["gap_queue"] is not None:
@@ -468,16 +512,39 @@ def _seed_everything(seed: int) -> None:
     torch.manual_seed(seed)
 
 
+def load_checkpoint_file(path: Path) -> dict[str, Any]:
+    """A checkpoint state file, loaded with `weights_only=True`: tensors and plain values only, never pickled code."""
+    import pickle
+
+    try:
+        return torch.load(path, weights_only=True)
+    except (pickle.UnpicklingError, RuntimeError, EOFError, ValueError) as exc:
+        first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+        raise CurateError(
+            f"{path}: refused to load: it is not a checkpoint curate wrote (only tensors and plain values are read, no pickled "
+            f"objects; {first[:200]}). Resume from a checkpoint this version of curate saved, or start afresh."
+        ) from None
+
+
 def _rng_state() -> dict[str, Any]:
-    state = {"python": random.getstate(), "numpy": np.random.get_state(), "torch": torch.get_rng_state()}
+    """RNG states as tensors and plain values (loadable with weights_only=True)."""
+    version, internal, gauss = random.getstate()
+    kind, keys, pos, has_gauss, cached = np.random.get_state()
+    state = {
+        "python": {"version": version, "state": torch.tensor(internal, dtype=torch.int64), "gauss": gauss},
+        "numpy": {"kind": kind, "keys": torch.from_numpy(keys.astype(np.int64)), "pos": int(pos), "has_gauss": int(has_gauss), "cached": float(cached)},
+        "torch": torch.get_rng_state(),
+    }
     if torch.cuda.is_available():
         state["cuda"] = torch.cuda.get_rng_state_all()
     return state
 
 
 def _set_rng_state(state: dict[str, Any]) -> None:
-    random.setstate(state["python"])
-    np.random.set_state(state["numpy"])
+    py = state["python"]
+    random.setstate((py["version"], tuple(int(x) for x in py["state"].tolist()), py["gauss"]))
+    npy = state["numpy"]
+    np.random.set_state((npy["kind"], npy["keys"].numpy().astype(np.uint32), npy["pos"], npy["has_gauss"], npy["cached"]))
     torch.set_rng_state(state["torch"])
     if "cuda" in state and torch.cuda.is_available():
         torch.cuda.set_rng_state_all(state["cuda"])

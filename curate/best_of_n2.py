@@ -1,0 +1,193 @@
+"""Best-of-N² pairing by DCRM, exact, computing few of the N(N−1)/2 edit distances (DCRM, arXiv 2506.14157; FORMULAS A2).
+
+DCRM = (σ(Δr) − 0.5) / (d + d_p + ε), and an edit distance is at least the difference of the lengths,
+d ≥ |ℓ(a) − ℓ(b)| (in the distance's unit). So UB = (σ(Δr) − 0.5) / (|ℓ(a) − ℓ(b)| + d_p + ε) bounds a
+pair's DCRM from above. Per prompt, the pairs with the largest bounds are scored first; their k-th best
+DCRM is a threshold no pair below it can reach: pairs whose bound is under it are never scored, and the
+others are scored with a rapidfuzz `score_cutoff` (the largest distance that could still reach it),
+which stops early on hopeless pairs. The result equals the exhaustive ranking exactly, ties included
+(same formula, same tie-breaks; tested against it), because a bound is never below the true value in
+floating point either. Identical texts (distance 0) are counted and skipped without a distance.
+
+The work runs on integer indices and encoded texts, a chunk of prompts at a time (memory stays
+bounded); only the k chosen pairs per prompt are joined back to the full rows.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+import numpy as np
+import polars as pl
+
+from curate.roles import KEY, PROMPT_ORDER, ROW
+from scorers.dcrm import dcrm_expr
+from scorers.edit_distance import encode_tokens, encode_words
+from scorers.errors import CurateError, SchemaError
+from scorers.functions import sigmoid
+
+C_ROW, R_ROW = "__chosen_row", "__rejected_row"
+_BUCKETS = (4, 8, 16, 32, 64, 128, 256, 512, 1024, 4096)  # score_cutoff values, one rapidfuzz call each
+CHUNK_PROMPTS = 20_000
+
+
+@dataclass
+class TopK:
+    """The selected pairs (prompt id, chosen and rejected row numbers, rank, edit distance, DCRM) and what was dropped."""
+
+    selected: pl.DataFrame
+    identical: int = 0  # pairs of identical texts (distance 0), skipped
+    null: int = 0  # pairs with no distance (a response without token ids) or no d_prob (no ref log-prob)
+    scored: int = 0  # pairs given to rapidfuzz (with or without a cutoff)
+    exact: int = 0  # pairs whose exact distance was needed (no cutoff, or within it)
+    candidates: int = 0
+    notes: list[str] = field(default_factory=list)
+
+
+def resolve_unit(unit: str, names: list[str]) -> str:
+    if unit not in ("auto", "token", "word", "char"):
+        raise CurateError(f"edit_distance unit must be one of auto, token, word, char (got {unit!r}).")
+    if unit == "auto":
+        return "token" if "token_ids" in names else "word"
+    if unit == "token" and "token_ids" not in names:
+        raise CurateError("edit_distance unit='token' needs `token_ids` in the samples (run `curate logps`).")
+    return unit
+
+
+def uses_prob(requested: bool | None, names: list[str]) -> bool:
+    if requested and "ref_logp" not in names:
+        raise SchemaError("dcrm with prob_distance=True needs `ref_logp`", column="ref_logp", hint="Run `curate logps --ref-model` on the samples.")
+    return "ref_logp" in names if requested is None else bool(requested)
+
+
+def top_k_by_dcrm(graded: pl.DataFrame, k: int, *, epsilon: float = 1.0, prob_distance: bool | None = None, unit: str = "auto",
+                  chunk_prompts: int = CHUNK_PROMPTS, progress: bool = True) -> TopK:  # fmt: skip
+    """The top `k` pairs per prompt by DCRM (ties as the exhaustive path breaks them) from graded samples.
+
+    `graded` has the prompt id, the row numbers (`ROW`, `PROMPT_ORDER`), `reward`, `response` (or
+    `token_ids`) and, for d_p, `ref_logp`.
+    """
+    from curate.console import progress_bar
+
+    names = graded.columns
+    unit = resolve_unit(unit, names)
+    use_prob = uses_prob(prob_distance, names)
+    prompts = graded.select(pl.col(PROMPT_ORDER).rank("dense").cast(pl.Int64).alias("__p"))["__p"]
+    graded = graded.with_columns(prompts)
+    n_prompts = int(prompts.max() or 0)
+    parts, out = [], TopK(selected=pl.DataFrame())
+    with progress_bar("best-of-n2 (DCRM)", n_prompts, unit="prompts", enabled=progress and n_prompts > chunk_prompts) as advance:
+        for start in range(1, n_prompts + 1, chunk_prompts):
+            chunk = graded.filter(pl.col("__p").is_between(start, start + chunk_prompts - 1))
+            parts.append(_chunk(chunk, k, unit=unit, use_prob=use_prob, has_ref="ref_logp" in names, epsilon=epsilon, stats=out))
+            advance(min(chunk_prompts, n_prompts - start + 1))
+    schema = {KEY: pl.String, C_ROW: pl.Int64, R_ROW: pl.Int64, "__rank": pl.Int64, "edit_distance": pl.Int64, "dcrm": pl.Float64}
+    out.selected = pl.concat(parts) if parts else pl.DataFrame(schema=schema)
+    return out
+
+
+def _encode(df: pl.DataFrame, unit: str) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+    """Per response: its encoded text (for rapidfuzz), its length, a key equal for equal encodings, and whether it is missing."""
+    if unit == "token":
+        ids = df["token_ids"]
+        missing = ids.is_null().to_numpy()
+        encoded = encode_tokens(ids.fill_null([]))
+    else:
+        texts = df["response"]
+        missing = texts.is_null().to_numpy()
+        codes = texts.fill_null("").cast(pl.Categorical(pl.Categories.random())).to_physical().to_numpy().astype(np.int64)
+        first = pl.Series(codes).is_first_distinct().to_numpy()
+        unique = texts.fill_null("").filter(pl.Series(first))
+        uniq_encoded = np.empty(len(unique), dtype=object)
+        uniq_encoded[:] = unique.to_list() if unit == "char" else encode_words(unique)
+        position = np.zeros(codes.max() + 1 if len(codes) else 0, dtype=np.int64)
+        position[codes[first]] = np.arange(len(unique))
+        encoded = uniq_encoded[position[codes]]
+    lengths = np.fromiter((len(e) for e in encoded), dtype=np.int64, count=len(encoded))
+    same = np.fromiter((hash(e) for e in encoded), dtype=np.int64, count=len(encoded))  # equal texts, equal keys (checked below)
+    return encoded, lengths, same, missing
+
+
+def _distances(encoded: np.ndarray, a: np.ndarray, b: np.ndarray, cutoff: int | None) -> np.ndarray:
+    from rapidfuzz.distance import Levenshtein
+    from rapidfuzz.process import cpdist
+
+    if len(a) == 0:
+        return np.zeros(0, dtype=np.int64)
+    return cpdist(encoded[a], encoded[b], scorer=Levenshtein.distance, score_cutoff=cutoff, workers=-1, dtype=np.int64)
+
+
+def _score_wave(wave: pl.DataFrame, encoded: np.ndarray, epsilon: float, stats: TopK) -> list[pl.DataFrame]:
+    """Exact DCRM of the pairs of a wave that can still reach their prompt's threshold `kth` (cutoffs in buckets)."""
+    # the largest distance that can still reach the threshold (+1 against rounding); bucket -1: no cutoff
+    reach = ((sigmoid(pl.col("reward_margin")) - 0.5) / pl.col("kth") - pl.col("d_prob") - epsilon).floor() + 1
+    no_cutoff = pl.col("kth").is_null() | (pl.col("kth") <= 0) | (reach >= pl.max_horizontal("len", "len_r")) | (reach > _BUCKETS[-1])
+    bucket = pl.when(no_cutoff).then(-1).otherwise(pl.lit(np.array(_BUCKETS)).search_sorted(reach.cast(pl.Int64)))
+    wave = wave.with_columns(bucket.alias("bucket")).drop("kth")
+    out = []
+    for part in wave.partition_by("bucket", maintain_order=False):
+        b = int(part["bucket"][0])
+        cutoff = None if b < 0 else _BUCKETS[b]
+        d = _distances(encoded, part["i"].to_numpy(), part["i_r"].to_numpy(), cutoff)
+        stats.scored += part.height
+        part = part.with_columns(pl.Series("edit_distance", d))
+        if cutoff is not None:
+            part = part.filter(pl.col("edit_distance") <= cutoff)  # beyond the cutoff: below the threshold for sure
+        stats.exact += part.height
+        out.append(part.with_columns(dcrm_expr(pl.col("edit_distance"), pl.col("d_prob"), epsilon).alias("dcrm")).drop("bucket"))
+    return out
+
+
+def _chunk(df: pl.DataFrame, k: int, *, unit: str, use_prob: bool, has_ref: bool, epsilon: float, stats: TopK) -> pl.DataFrame:
+    encoded, lengths, same, missing = _encode(df, unit)
+    cols = {KEY: df[KEY], "i": np.arange(df.height, dtype=np.int64), ROW: df[ROW], "reward": df["reward"], "len": lengths, "same": same,
+            "missing": missing}  # fmt: skip
+    if has_ref:
+        cols["ref"] = df["ref_logp"]
+    side = pl.DataFrame(cols)
+    cand = side.join(side, on=KEY, how="inner", suffix="_r").filter(pl.col("reward") > pl.col("reward_r"))
+    ref_gap = (pl.col("ref") - pl.col("ref_r")).abs() if has_ref else pl.lit(None, dtype=pl.Float64)
+    cand = cand.with_columns((pl.col("reward") - pl.col("reward_r")).alias("reward_margin"), ref_gap.alias("ref_gap"))
+    cand = cand.with_columns((pl.col("ref_gap") if use_prob else pl.lit(0.0)).alias("d_prob"))
+    stats.candidates += cand.height
+    no_text = pl.col("missing") | pl.col("missing_r")
+    maybe = ~no_text & (pl.col("same") == pl.col("same_r"))  # equal hashes: the texts are compared to be sure
+    equal = cand.filter(maybe).select("i", "i_r")
+    truly = np.asarray([encoded[a] == encoded[b] for a, b in equal.iter_rows()], dtype=bool)
+    cand = cand.with_columns(maybe.alias("identical"))
+    if len(truly) and not truly.all():
+        false_hits = equal.filter(pl.Series(~truly)).with_columns(pl.lit(False).alias("__no"))
+        cand = cand.join(false_hits, on=["i", "i_r"], how="left").with_columns(pl.col("identical") & pl.col("__no").is_null()).drop("__no")
+    identical = pl.col("identical")  # distance 0, whatever d_prob is
+    null = ~identical & (no_text | pl.col("d_prob").is_null())
+    counts = cand.select(null.sum().alias("null"), identical.sum().alias("identical")).row(0, named=True)
+    stats.null += counts["null"]
+    stats.identical += counts["identical"]
+    cand = cand.filter(~null & ~identical)
+    bound = dcrm_expr((pl.col("len") - pl.col("len_r")).abs(), pl.col("d_prob"), epsilon)
+    cand = cand.with_columns(bound.alias("bound"))
+    by_bound = pl.int_range(pl.len()).over(KEY, order_by=[-pl.col("bound"), pl.col("i"), pl.col("i_r")])
+    cand = cand.with_columns(by_bound.alias("bound_rank"))
+
+    # waves in decreasing bound order (ranks [0, m), [m, 2m), [2m, 4m), ...): each raises the threshold for the next
+    m = k + 2
+    scored: list[pl.DataFrame] = []
+    kth = pl.DataFrame(schema={KEY: cand.schema[KEY], "kth": pl.Float64})
+    wave_of = (pl.col("bound_rank") // m + 1).log(2).floor().cast(pl.Int64)  # 0: ranks [0, m), 1: [m, 2m), 2: [2m, 4m), ...
+    waves = sorted(cand.with_columns(wave_of.alias("wave")).partition_by("wave", as_dict=True).items())
+    for _, wave in waves:
+        wave = wave.join(kth, on=KEY, how="left")
+        wave = wave.filter(pl.col("kth").is_null() | (pl.col("bound") >= pl.col("kth")))
+        scored += _score_wave(wave, encoded, epsilon, stats)
+        if scored:
+            kth = pl.concat(scored).group_by(KEY).agg(pl.when(pl.len() >= k).then(pl.col("dcrm").top_k(k).min()).alias("kth"))
+    keep = [KEY, ROW, f"{ROW}_r", "reward_margin", "ref_gap", "edit_distance", "dcrm"]
+    if not scored:
+        empty = {KEY: cand.schema[KEY], ROW: pl.Int64, f"{ROW}_r": pl.Int64, "__rank": pl.Int64, "edit_distance": pl.Int64, "dcrm": pl.Float64}
+        return pl.DataFrame(schema=empty).select(KEY, pl.col(ROW).alias(C_ROW), pl.col(f"{ROW}_r").alias(R_ROW), "__rank", "edit_distance", "dcrm")
+    evaluated = pl.concat([s.select(keep) for s in scored])
+    # the exhaustive path's tie-breaks (curate.pairing.top_k_per_prompt): margin, then d_prob when ref log-probs exist, distance, rows
+    order = [-pl.col("dcrm"), -pl.col("reward_margin"), *([pl.col("ref_gap")] if has_ref else []), pl.col("edit_distance"), pl.col(ROW),
+             pl.col(f"{ROW}_r")]  # fmt: skip
+    ranked = evaluated.with_columns(pl.int_range(pl.len()).over(KEY, order_by=order).alias("__rank")).filter(pl.col("__rank") < k)
+    return ranked.select(KEY, pl.col(ROW).alias(C_ROW), pl.col(f"{ROW}_r").alias(R_ROW), pl.col("__rank").cast(pl.Int64), "edit_distance", "dcrm")

@@ -1,0 +1,441 @@
+"""Writing outputs: atomic paths, one batch writer per format, and `execute`, which runs a plan once.
+
+`execute` streams a LazyFrame's batches into the output's writer while Polars computes, in the same
+`collect_all`, every statistic the step needs (validation checks, drop counts): the plan runs once,
+memory stays bounded by the batch size (except where the plan itself must hold data, e.g. a sort),
+and the file's footer, card and lineage are written last, once the counts are known. The output
+goes to a temporary path beside the target (named with the process id) and is renamed onto it only
+when everything succeeded, so an earlier output is never left half-written.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import shutil
+import signal
+import tempfile
+from collections.abc import Callable, Iterator, Sequence
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import polars as pl
+import pyarrow as pa
+
+from curate import hub
+from curate.errors import CurateError
+from curate.report import Lineage
+
+FORMATS = ("parquet", "jsonl", "hf", "arrow")
+FORMAT_ALIASES = {"hub": "hf"}
+LINEAGE_KEY = "curate"
+LINEAGE_FILE = "curate_lineage.json"  # in every folder curate writes: its lineage, and the mark of a curate output
+JSONL_SUFFIXES = {".jsonl", ".ndjson", ".json"}
+ROW_GROUP_ROWS = 131_072
+ROW_GROUP_BYTES = 128 * 1024 * 1024
+CardFn = Callable[[pl.Schema, int, pl.LazyFrame], str]  # (schema, rows, the written rows) -> card body
+
+
+def format_of(path: str | os.PathLike, fmt: str | None = None) -> str:
+    """The output format: `fmt` when given, else from the file extension (a path without one is a Hub folder)."""
+    if fmt is not None:
+        fmt = FORMAT_ALIASES.get(fmt, fmt)
+        if fmt not in FORMATS:
+            raise CurateError(f"unknown output format {fmt!r}; use one of {', '.join(FORMATS)} (hub = hf).")
+        return fmt
+    suffix = Path(path).suffix.lower()
+    if suffix in JSONL_SUFFIXES:
+        return "jsonl"
+    if suffix == ".parquet":
+        return "parquet"
+    if suffix == "" or Path(path).is_dir():
+        return "hf"
+    raise CurateError(f"{path}: cannot tell the output format from {suffix!r}; pass --format parquet|jsonl|hf|arrow.")
+
+
+# --- atomic paths ------------------------------------------------------------------------------------------------
+
+
+def _temp_prefix(target: Path) -> str:
+    return f".{target.name}.{os.getpid()}."
+
+
+def _pid_alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
+
+
+def clean_stale(target: Path) -> None:
+    """Before writing `target`: put back an output left aside by a killed folder swap, remove temporaries of dead processes."""
+    parent = target.parent
+    if not parent.is_dir():
+        return
+    old = sorted(parent.glob(f".{target.name}.*.old"))
+    if old and not target.exists():
+        os.replace(old[-1], target)  # killed between the two renames of a folder swap: the earlier output comes back
+        old = old[:-1]
+    for entry in [*old, *parent.glob(f".{target.name}.*.tmp")]:
+        pid = entry.name[len(target.name) + 2 :].split(".")[0]
+        if pid.isdigit() and int(pid) != os.getpid() and _pid_alive(int(pid)):
+            continue  # another live process is writing it
+        if entry.is_dir():
+            shutil.rmtree(entry, ignore_errors=True)
+        else:
+            entry.unlink(missing_ok=True)
+
+
+@contextmanager
+def atomic_path(path: str | os.PathLike, *, folder: bool = False) -> Iterator[Path]:
+    """Yield a temporary path beside `path`; on success move it onto `path`, on failure remove it.
+
+    The temporary lives in the same folder (named with this process's id) so the final rename is
+    atomic. A folder replaces an earlier one by two renames; if the process dies between them, the
+    next write to the same target puts the earlier folder back first (`clean_stale`).
+    """
+    target = Path(path)
+    target.parent.mkdir(parents=True, exist_ok=True)
+    clean_stale(target)
+    if folder:
+        tmp = Path(tempfile.mkdtemp(prefix=_temp_prefix(target), suffix=".tmp", dir=target.parent))
+    else:
+        fd, name = tempfile.mkstemp(prefix=_temp_prefix(target), suffix=".tmp", dir=target.parent)
+        os.close(fd)
+        tmp = Path(name)
+    _chmod_default(tmp)
+    try:
+        with _terminate_as_exit():
+            yield tmp
+            if folder and target.exists():
+                old = target.with_name(f".{target.name}.{os.getpid()}.old")
+                os.replace(target, old)
+                os.replace(tmp, target)
+                shutil.rmtree(old, ignore_errors=True)
+            else:
+                os.replace(tmp, target)
+    except BaseException:
+        if tmp.is_dir():
+            shutil.rmtree(tmp, ignore_errors=True)
+        else:
+            tmp.unlink(missing_ok=True)
+        raise
+
+
+@contextmanager
+def _terminate_as_exit() -> Iterator[None]:
+    """SIGTERM raises SystemExit while an output is being written, so its temporary is removed (SIGINT already raises)."""
+    try:
+        previous = signal.signal(signal.SIGTERM, _raise_exit)
+    except ValueError:  # not the main thread: leave signals alone
+        yield
+        return
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGTERM, previous)
+
+
+def _raise_exit(signum: int, frame: Any) -> None:
+    raise SystemExit(128 + signum)
+
+
+def _chmod_default(path: Path) -> None:
+    """mkstemp/mkdtemp create private (0600/0700) paths; give outputs the usual umask-based mode."""
+    umask = os.umask(0)
+    os.umask(umask)
+    os.chmod(path, (0o777 if path.is_dir() else 0o666) & ~umask)
+
+
+def check_target(path: str | os.PathLike, fmt: str, inputs: Sequence[str | os.PathLike] = ()) -> None:
+    """Refuse to replace what curate did not write, or a folder that holds one of the inputs."""
+    target = Path(path)
+    for src in inputs:
+        s = Path(str(src))
+        if target.exists() and target.is_dir() and s.exists() and s.resolve().is_relative_to(target.resolve()):
+            raise CurateError(f"the output folder {target} holds the input {src}; replacing the folder would delete it. Choose another output path.")
+        if s.exists() and s.resolve() == target.resolve() and s.is_dir():
+            raise CurateError(f"the output {target} is the input folder itself; choose another output path.")
+    if not target.exists():
+        return
+    folder_format = fmt in ("hf", "arrow")
+    if target.is_dir() and not folder_format:
+        raise CurateError(f"{target} is a folder; a {fmt} output is one file. Choose a file name (e.g. {target}/out.{fmt}).")
+    if target.is_dir() and not (target / LINEAGE_FILE).is_file():
+        raise CurateError(
+            f"{target} exists and is not a folder curate wrote (it has no {LINEAGE_FILE}); curate only replaces its own "
+            "outputs. Choose a new output path, or remove the folder yourself."
+        )
+    if folder_format and not target.is_dir():
+        raise CurateError(f"{target} is a file; a {fmt} output is a folder. Choose another path.")
+
+
+# --- batch writers ------------------------------------------------------------------------------------------------
+
+
+def _arrow(df: pl.DataFrame) -> pa.Table:
+    return df.to_arrow(compat_level=pl.CompatLevel.oldest())
+
+
+class _Buffered:
+    """Collects batches until a row group is full (few, large row groups, whatever batch size Polars streams)."""
+
+    def __init__(self) -> None:
+        self.tables: list[pa.Table] = []
+        self.rows = 0
+        self.buffered_rows = 0
+        self.buffered_bytes = 0
+
+    def add(self, table: pa.Table) -> bool:
+        self.tables.append(table)
+        self.rows += table.num_rows
+        self.buffered_rows += table.num_rows
+        self.buffered_bytes += table.nbytes
+        return self.buffered_rows >= ROW_GROUP_ROWS or self.buffered_bytes >= ROW_GROUP_BYTES
+
+    def take(self) -> pa.Table | None:
+        if not self.tables:
+            return None
+        table = pa.concat_tables(self.tables) if len(self.tables) > 1 else self.tables[0]
+        self.tables, self.buffered_rows, self.buffered_bytes = [], 0, 0
+        return table
+
+
+class ParquetSink:
+    """One Parquet file; the lineage goes into the footer's key-value metadata when the counts are known."""
+
+    def __init__(self, path: Path, *, plain: bool = False) -> None:
+        self.path, self.plain = path, plain
+        self.writer: Any = None
+        self.schema: pa.Schema | None = None
+        self.buffer = _Buffered()
+
+    @property
+    def rows(self) -> int:
+        return self.buffer.rows
+
+    def write(self, df: pl.DataFrame) -> None:
+        table = _arrow(df)
+        if self.schema is None:
+            self.schema = hub.plain_schema(table.schema) if self.plain else table.schema
+        if self.buffer.add(table.cast(self.schema) if self.plain else table):
+            self._flush()
+
+    def _flush(self) -> None:
+        import pyarrow.parquet as pq
+
+        table = self.buffer.take()
+        if table is None:
+            return
+        if self.writer is None:
+            self.writer = pq.ParquetWriter(self.path, self.schema, compression="zstd")
+        self.writer.write_table(table, row_group_size=table.num_rows)
+
+    def finish(self, lineage: Lineage, empty: pl.DataFrame) -> None:
+        if self.schema is None:
+            self.write(empty)
+        self._flush()
+        if self.writer is None:
+            import pyarrow.parquet as pq
+
+            self.writer = pq.ParquetWriter(self.path, self.schema, compression="zstd")
+            self.writer.write_table(self.schema.empty_table())
+        self.writer.add_key_value_metadata({LINEAGE_KEY: lineage.to_json()})
+        self.writer.close()
+
+    def abort(self) -> None:
+        if self.writer is not None:
+            self.writer.close()
+
+
+class JsonlSink:
+    """JSON Lines, one object per row (nested lists and messages as JSON arrays)."""
+
+    def __init__(self, path: Path) -> None:
+        self.fh = path.open("wb")
+        self.rows = 0
+
+    def write(self, df: pl.DataFrame) -> None:
+        df.write_ndjson(self.fh)
+        self.rows += df.height
+
+    def finish(self, lineage: Lineage, empty: pl.DataFrame) -> None:
+        self.fh.close()
+
+    def abort(self) -> None:
+        self.fh.close()
+
+
+class HubSink:
+    """A Hub dataset folder: `data/<split>-NNNNN-of-NNNNN.parquet` shards (plain Arrow types), then README.md and lineage.
+
+    A new shard starts once the current one holds `shard_bytes` of data; the lineage goes into the
+    last shard's footer and into `curate_lineage.json`.
+    """
+
+    def __init__(self, folder: Path, *, split: str, card: str | CardFn | None, card_meta: dict | None, shard_bytes: int, name: str) -> None:
+        self.folder, self.split, self.card, self.shard_bytes, self.name = folder, split, card, shard_bytes, name
+        self.meta = {"license": None, "tags": ["curate"], "task_categories": ["text-generation"], "pretty_name": None, **(card_meta or {})}
+        self.data = folder / "data"
+        self.data.mkdir()
+        self.paths: list[Path] = []
+        self.current: ParquetSink | None = None
+        self.schema: pa.Schema | None = None
+        self.rows = self.num_bytes = self.shard_size = 0
+
+    def write(self, df: pl.DataFrame) -> None:
+        if self.current is None or self.shard_size >= self.shard_bytes:
+            self._close(Lineage(), df.clear())
+            self.paths.append(self.data / f"shard-{len(self.paths):05d}.parquet")
+            self.current, self.shard_size = ParquetSink(self.paths[-1], plain=True), 0
+        size = df.estimated_size()
+        self.current.write(df)
+        self.shard_size += size
+        self.num_bytes += size
+        self.rows += df.height
+
+    def _close(self, lineage: Lineage, empty: pl.DataFrame) -> None:
+        if self.current is not None:
+            self.current.finish(lineage, empty)
+            self.schema, self.current = self.current.schema, None
+
+    def finish(self, lineage: Lineage, empty: pl.DataFrame) -> None:
+        if not self.paths:
+            self.paths.append(self.data / "shard-00000.parquet")
+            self.current = ParquetSink(self.paths[-1], plain=True)
+        self._close(lineage, empty)
+        names = hub.shard_names(self.split, len(self.paths))
+        for shard, name in zip(self.paths, names, strict=True):
+            os.replace(shard, self.data / name)
+        download = sum((self.data / n).stat().st_size for n in names)
+        header = hub.front_matter(self.schema, split=self.split, num_examples=self.rows, num_bytes=self.num_bytes, download_size=download,
+                                  license=self.meta["license"], tags=self.meta["tags"], task_categories=self.meta["task_categories"],
+                                  pretty_name=self.meta["pretty_name"])  # fmt: skip
+        card = self.card
+        if callable(card):
+            written = pl.scan_parquet([self.data / n for n in names])
+            card = card(written.collect_schema(), self.rows, written)
+        (self.folder / "README.md").write_text(header + (card or f"# {self.name}\n"), encoding="utf-8")
+        (self.folder / LINEAGE_FILE).write_text(lineage.to_json())
+
+    def abort(self) -> None:
+        if self.current is not None:
+            self.current.abort()
+
+
+class ArrowSink:
+    """A `datasets.save_to_disk` folder: one Arrow stream shard, state.json, dataset_info.json, card, lineage."""
+
+    SHARD = "data-00000-of-00001.arrow"
+
+    def __init__(self, folder: Path, *, card: str | CardFn | None) -> None:
+        self.folder, self.card = folder, card
+        self.sink: Any = None
+        self.writer: Any = None
+        self.schema: pa.Schema | None = None
+        self.rows = 0
+
+    def write(self, df: pl.DataFrame) -> None:
+        table = _arrow(df)
+        if self.schema is None:
+            self.schema = hub.plain_schema(table.schema)
+            self.sink = pa.OSFile(str(self.folder / self.SHARD), "wb")
+            self.writer = pa.ipc.new_stream(self.sink, self.schema)
+        self.writer.write_table(table.cast(self.schema))
+        self.rows += table.num_rows
+
+    def finish(self, lineage: Lineage, empty: pl.DataFrame) -> None:
+        if self.schema is None:
+            self.write(empty)
+        self.writer.close()
+        self.sink.close()
+        state = {
+            "_data_files": [{"filename": self.SHARD}],
+            "_fingerprint": hashlib.sha1(lineage.to_json().encode()).hexdigest()[:16],
+            "_format_columns": None,
+            "_format_kwargs": {},
+            "_format_type": None,
+            "_output_all_columns": False,
+            "_split": None,
+        }
+        (self.folder / "state.json").write_text(json.dumps(state, indent=2))
+        info = {"citation": "", "description": "Written by curate.", "homepage": "", "license": ""}
+        (self.folder / "dataset_info.json").write_text(json.dumps(info, indent=2))
+        (self.folder / LINEAGE_FILE).write_text(lineage.to_json())
+        card = self.card
+        if callable(card):
+            from curate.io import scan_arrow_folder
+
+            written = scan_arrow_folder(self.folder)[0]
+            card = card(written.collect_schema(), self.rows, written)
+        if card is not None:
+            (self.folder / "README.md").write_text(card, encoding="utf-8")
+
+    def abort(self) -> None:
+        if self.writer is not None:
+            self.writer.close()
+            self.sink.close()
+
+
+def _make_sink(fmt: str, tmp: Path, *, target: Path, split: str, card: str | CardFn | None, card_meta: dict | None, shard_bytes: int) -> Any:
+    if fmt == "parquet":
+        return ParquetSink(tmp)
+    if fmt == "jsonl":
+        return JsonlSink(tmp)
+    if fmt == "arrow":
+        return ArrowSink(tmp, card=card)
+    return HubSink(tmp, split=split, card=card, card_meta=card_meta, shard_bytes=shard_bytes, name=target.name)
+
+
+# --- one execution -----------------------------------------------------------------------------------------------------
+
+
+@dataclass
+class Executed:
+    rows: int
+    values: list[pl.DataFrame] = field(default_factory=list)  # the statistics, in the order given
+
+
+def execute(
+    frame: pl.LazyFrame | pl.DataFrame,
+    path: str | os.PathLike,
+    fmt: str | None = None,
+    *,
+    stats: Sequence[pl.LazyFrame] = (),
+    finish: Callable[[list[pl.DataFrame], int], Lineage] | None = None,
+    lineage: Lineage | None = None,
+    card: str | CardFn | None = None,
+    card_meta: dict | None = None,
+    split: str = hub.DEFAULT_SPLIT,
+    inputs: Sequence[str | os.PathLike] = (),
+    shard_bytes: int = hub.SHARD_BYTES,
+    chunk_size: int | None = None,
+) -> Executed:
+    """Run `frame` once, streaming it into `path` while computing `stats`, and write it atomically.
+
+    `finish(stats_values, rows)` runs before anything is renamed into place: it may raise (the
+    temporary output is then removed) and returns the lineage to store with the output. Pairs and
+    triplets with a conversational prompt are written in TRL's conversational form.
+    """
+    from curate.formats import wrap_completions
+
+    fmt = format_of(path, fmt)
+    check_target(path, fmt, inputs)
+    target = Path(path)
+    lazy = wrap_completions(frame.lazy())
+    with atomic_path(target, folder=fmt in ("hf", "arrow")) as tmp:
+        sink = _make_sink(fmt, tmp, target=target, split=split, card=card, card_meta=card_meta, shard_bytes=shard_bytes)
+        try:
+            values = pl.collect_all([lazy.sink_batches(sink.write, lazy=True, chunk_size=chunk_size, maintain_order=True), *stats])[1:]
+            done = finish(list(values), sink.rows) if finish is not None else (lineage or Lineage())
+            sink.finish(done, pl.DataFrame(schema=lazy.collect_schema()))
+        except BaseException:
+            sink.abort()
+            raise
+    return Executed(rows=sink.rows, values=list(values))

@@ -1,0 +1,80 @@
+"""Best-of-N² by DCRM through the bound-and-cutoff shortcut equals the exhaustive ranking, ties included."""
+
+from __future__ import annotations
+
+import polars as pl
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+import curate
+from conftest import ARENA
+from curate.report import Step
+
+
+def both(samples: pl.LazyFrame, **kw) -> tuple[pl.DataFrame, pl.DataFrame, Step, Step]:
+    fast_step, slow_step = Step("pairs"), Step("pairs")
+    fast = curate.pairs(samples, step=fast_step, **kw).collect()
+    slow = curate.pairs(samples, step=slow_step, exhaustive=True, **kw).collect()
+    return fast, slow, fast_step, slow_step
+
+
+@pytest.mark.parametrize("k", [1, 2, 5])
+@pytest.mark.parametrize("params", [{}, {"unit": "char"}, {"epsilon": 0.5}])
+def test_equals_exhaustive_on_arena(k, params):
+    samples = curate.read(ARENA, drop_invalid=True)
+    fast, slow, fs, ss = both(samples, k=k, **params)
+    assert fast.height > 250 and fast.equals(slow)
+    assert fs.dropped == ss.dropped
+
+
+def test_scores_far_fewer_pairs_than_it_has(monkeypatch):
+    import curate.best_of_n2 as bon
+
+    seen = []
+    real = bon.top_k_by_dcrm
+
+    def spy(*a, **kw):
+        out = real(*a, **kw)
+        seen.append(out)
+        return out
+
+    monkeypatch.setattr(bon, "top_k_by_dcrm", spy)
+    curate.pairs(curate.read(ARENA, drop_invalid=True)).collect()
+    (top,) = seen
+    # the length bound skips half of the arena pairs; the cutoff stops most of the others early
+    assert top.scored < 0.6 * top.candidates and top.exact < 0.25 * top.candidates
+
+
+texts = st.lists(st.sampled_from(["a", "b", "c", "a b", "b a", "a a b", "c b a a", "a  b", "x y z w"]), min_size=1, max_size=7)
+
+
+@settings(max_examples=80, deadline=None)
+@given(st.lists(texts, min_size=1, max_size=4), st.integers(1, 3), st.booleans(), st.randoms(use_true_random=False))
+def test_equals_exhaustive_with_ties_and_identical_texts(groups, k, with_ref, rnd):
+    rows = []
+    for g, responses in enumerate(groups):
+        for i, text in enumerate(responses):
+            rows.append({"prompt_id": f"P{g}", "prompt": f"p{g}", "response": text, "reward": float(rnd.randint(0, 3)),
+                         "ref_logp": float(rnd.randint(-3, 0)) if with_ref else None})  # fmt: skip
+    df = pl.DataFrame(rows)
+    if not with_ref:
+        df = df.drop("ref_logp")
+    samples = curate.validate(df.lazy())
+    fast, slow, fs, ss = both(samples, k=k)
+    assert fast.equals(slow), (fast, slow)
+    assert fs.dropped == ss.dropped
+
+
+def test_token_unit_and_missing_token_ids_are_counted():
+    df = pl.DataFrame({
+        "prompt_id": ["A"] * 4 + ["B"] * 2, "prompt": ["a"] * 4 + ["b"] * 2, "response": ["w", "x", "y", "z", "u", "v"],
+        "reward": [4.0, 3.0, 2.0, 1.0, 2.0, 1.0], "token_ids": [[1, 2, 3], [1, 2], [1, 2, 3], None, None, [5]],
+    })  # fmt: skip
+    fast, slow, fs, ss = both(curate.validate(df.lazy()))
+    assert fast.equals(slow)
+    # A: 6 pairs, 3 touch the response without token ids; (w, y) has identical ids; B's only pair has none
+    assert fs.dropped["pairs with edit distance 0 (identical responses)"] == 1
+    assert fs.dropped["pairs whose `dcrm` is null (a response without token_ids or a reference log-prob)"] == 4
+    assert fast["prompt_id"].to_list() == ["A"] and fs.dropped["prompts left without a pair (fewer than two distinct graded rewards, or only identical or unscorable responses)"] == 1
+    assert ss.dropped == fs.dropped
