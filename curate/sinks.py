@@ -34,8 +34,7 @@ FORMAT_ALIASES = {"hub": "hf"}
 LINEAGE_KEY = "curate"
 LINEAGE_FILE = "curate_lineage.json"  # in every folder curate writes: its lineage, and the mark of a curate output
 JSONL_SUFFIXES = {".jsonl", ".ndjson", ".json"}
-ROW_GROUP_ROWS = 131_072
-ROW_GROUP_BYTES = 128 * 1024 * 1024
+ROW_GROUP_ROWS = 65_536
 CardFn = Callable[[pl.Schema, int, pl.LazyFrame], str]  # (schema, rows, the written rows) -> card body
 
 
@@ -184,27 +183,33 @@ def _arrow(df: pl.DataFrame) -> pa.Table:
 
 
 class _Buffered:
-    """Collects batches until a row group is full (few, large row groups, whatever batch size Polars streams)."""
+    """Collects batches into row groups of exactly ROW_GROUP_ROWS rows (the last one shorter), contiguous in memory.
+
+    Whatever batch sizes Polars streams, the row groups and their pages are the same, so the same
+    table always gives the same bytes (recipes compare outputs by content hash).
+    """
 
     def __init__(self) -> None:
         self.tables: list[pa.Table] = []
         self.rows = 0
         self.buffered_rows = 0
-        self.buffered_bytes = 0
 
     def add(self, table: pa.Table) -> bool:
         self.tables.append(table)
         self.rows += table.num_rows
         self.buffered_rows += table.num_rows
-        self.buffered_bytes += table.nbytes
-        return self.buffered_rows >= ROW_GROUP_ROWS or self.buffered_bytes >= ROW_GROUP_BYTES
+        return self.buffered_rows >= ROW_GROUP_ROWS
 
-    def take(self) -> pa.Table | None:
-        if not self.tables:
+    def take(self, final: bool = False) -> pa.Table | None:
+        """The next full row group (or, when `final`, whatever is left)."""
+        if not self.tables or (not final and self.buffered_rows < ROW_GROUP_ROWS):
             return None
         table = pa.concat_tables(self.tables) if len(self.tables) > 1 else self.tables[0]
-        self.tables, self.buffered_rows, self.buffered_bytes = [], 0, 0
-        return table
+        cut = table.num_rows if final else ROW_GROUP_ROWS
+        rest = table.slice(cut)
+        self.tables = [rest] if rest.num_rows else []
+        self.buffered_rows = rest.num_rows
+        return table.slice(0, cut).combine_chunks()
 
 
 class ParquetSink:
@@ -227,20 +232,21 @@ class ParquetSink:
         if self.buffer.add(table.cast(self.schema) if self.plain else table):
             self._flush()
 
-    def _flush(self) -> None:
+    def _flush(self, final: bool = False) -> None:
         import pyarrow.parquet as pq
 
-        table = self.buffer.take()
-        if table is None:
-            return
-        if self.writer is None:
-            self.writer = pq.ParquetWriter(self.path, self.schema, compression="zstd")
-        self.writer.write_table(table, row_group_size=table.num_rows)
+        while (table := self.buffer.take(final)) is not None:
+            if self.writer is None:
+                self.writer = pq.ParquetWriter(self.path, self.schema, compression="zstd")
+            self.writer.write_table(table, row_group_size=table.num_rows)
+            if final:
+                break
 
     def finish(self, lineage: Lineage, empty: pl.DataFrame) -> None:
         if self.schema is None:
             self.write(empty)
         self._flush()
+        self._flush(final=True)
         if self.writer is None:
             import pyarrow.parquet as pq
 

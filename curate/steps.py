@@ -53,8 +53,17 @@ def run_step(
                  deferred=True, drop_hint=drop_hint)  # fmt: skip
     try:
         frame = build(table.frame, step)
-    except SchemaError as exc:
-        raise exc.with_source(table.source) from None
+    except CurateError as exc:
+        # a builder that read the data may fail on rows the checks would reject: the checks' error comes first
+        try:
+            table.checked.settle(table.checked.stats.collect().row(0, named=True))
+        except pl.exceptions.PolarsError as read_exc:
+            raise read_error(read_exc, table.source) from None
+        if isinstance(exc, SchemaError):
+            raise exc.with_source(table.source) from None
+        raise CurateError(f"{table.source}: {exc}") from None
+    except pl.exceptions.PolarsError as exc:
+        raise read_error(exc, table.source) from exc
     pending = step.pending_counts()
     lineage = Lineage(sources=table.lineage.sources, steps=[*table.lineage.steps, step])
 

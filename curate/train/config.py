@@ -134,7 +134,7 @@ def check_types(cfg: "TrainConfig") -> None:
     for f in dataclasses.fields(cfg):
         value = getattr(cfg, f.name)
         if not _accepts(value, hints[f.name]):
-            want = str(hints[f.name]).replace("typing.", "")
+            want = getattr(hints[f.name], "__name__", None) or str(hints[f.name]).replace("typing.", "")
             raise CurateError(f"config `{f.name}` must be {want} (got {value!r}, a {type(value).__name__}).")
     if isinstance(cfg.learning_rate, int):
         cfg.learning_rate = float(cfg.learning_rate)

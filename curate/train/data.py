@@ -156,7 +156,7 @@ def check_training_table(df: pl.DataFrame, kind: str, *, source: str, use_weight
         unsorted = pl.col("rewards").list.eval(pl.element().diff() > 0).list.any()
         count, _ = _bad_rows(df, unsorted)
         if count:
-            order = pl.col("rewards").list.eval(pl.element().arg_sort(descending=True, maintain_order=True))
+            order = pl.col("rewards").list.eval(pl.int_range(pl.len()).sort_by(pl.element(), descending=True, maintain_order=True))
             lists = [c for c in ("responses", "rewards", "models", "ref_logps", "logps", "n_tokens") if c in df.columns]
             df = df.with_columns(order.alias("__order")).with_columns(
                 [pl.when(unsorted).then(pl.col(c).list.gather(pl.col("__order"))).otherwise(pl.col(c)).alias(c) for c in lists]
