@@ -47,16 +47,17 @@ DropInvalid = Annotated[
 def guarded() -> Iterator[None]:
     """Turn user-facing errors into one paragraph on stderr and exit code 2 (outputs are written atomically)."""
     import polars as pl
+    from rich.markup import escape
 
     from curate.errors import CurateError
 
     try:
         yield
     except CurateError as exc:
-        err_console.print(f"[bold red]error:[/] {exc}", highlight=False, soft_wrap=True)
+        err_console.print(f"[bold red]error:[/] {escape(str(exc))}", highlight=False, soft_wrap=True)
         raise typer.Exit(2) from None
     except (pl.exceptions.PolarsError, OSError) as exc:
-        err_console.print(f"[bold red]error:[/] {type(exc).__name__}: {exc}", highlight=False, soft_wrap=True)
+        err_console.print(f"[bold red]error:[/] {type(exc).__name__}: {escape(str(exc))}", highlight=False, soft_wrap=True)
         raise typer.Exit(2) from None
 
 
@@ -297,14 +298,15 @@ def score(
 ) -> None:
     """Add scorer columns to a table (every row is kept)."""
     with guarded():
-        from curate.scoring import score_table
+        from curate.scoring import columns_used, score_table
 
         params = parse_params(param)
 
         def build(frame, step):
             return score_table(frame, scorer, per_prompt=per_prompt, **params)
 
-        step_cli("score", {"scorers": scorer, "per_prompt": per_prompt, **params}, table_path, None, build, output, fmt, drop_invalid=drop_invalid, split=split)
+        step_cli("score", {"scorers": scorer, "per_prompt": per_prompt, **params}, table_path, None, build, output, fmt, drop_invalid=drop_invalid,
+                 split=split, uses=columns_used(scorer) if per_prompt else None)  # fmt: skip
 
 
 @app.command()

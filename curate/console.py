@@ -50,18 +50,22 @@ def progress_bar(what: str, total: int | None, *, unit: str = "rows", enabled: b
 
 def print_step(step: "Step", output: Path | str | None, console: Console = err_console) -> None:
     """What a step did: rows in, each drop reason with its count, rows out, warnings, and where it wrote."""
+    from rich.markup import escape
+
     t = RichTable(title=f"curate {step.name}", show_header=True, title_justify="left")
     t.add_column("what")
     t.add_column("count", justify="right")
     if step.rows_in is not None:
         t.add_row("rows in", f"{step.rows_in:,}")
     for reason, n in step.dropped.items():
-        t.add_row(f"dropped ({step.units.get(reason, 'rows')}): {reason}", f"{n:,}")
+        t.add_row(escape(f"dropped ({step.units.get(reason, 'rows')}): {reason}"), f"{n:,}")
     if step.rows_out is not None:
         t.add_row("rows out", f"{step.rows_out:,}")
     console.print(t)
+    from rich.markup import escape
+
     for w in step.warnings:
-        console.print(f"[yellow]warning:[/] {w}", highlight=False)
+        console.print(f"[yellow]warning:[/] {escape(w)}", highlight=False)
     if output is not None:
         console.print(f"wrote [bold]{output}[/]", highlight=False)
 

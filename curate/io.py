@@ -211,6 +211,7 @@ def load(
     rehash_prompt_ids: bool = False,
     deferred: bool = False,
     drop_hint: bool = True,
+    only: set[str] | None = None,
 ) -> Table:
     """Like `read`, but also return the kind, the source, the lineage stored in the file and its card's metadata.
 
@@ -225,7 +226,7 @@ def load(
         lineage.sources = [hub.relative_source(name)]
     opts = {"source": name, "dedup": dedup, "drop_invalid": drop_invalid, "step": step, "rehash_prompt_ids": rehash_prompt_ids, "drop_hint": drop_hint}
     if deferred:
-        checked = check(frame, kind, **opts)
+        checked = check(frame, kind, **opts, only=only, keep_row=True)
         return Table(frame=checked.frame, kind=kind, source=name, lineage=lineage, card=card, checked=checked)
     frame = validate(frame, kind, **opts)
     return Table(frame=frame, kind=kind, source=name, lineage=lineage, card=card)

@@ -65,16 +65,8 @@ def pairs(
         else:
             out = top_k_per_prompt(with_scores(_oriented_pairs(graded), by, scorer_params), by, k, step=step)
         reason = "prompts left without a pair (fewer than two distinct graded rewards, or only identical or unscorable responses)"
-    step.count(reason, _minus(_n_prompts(samples), _n_prompts(out)), unit="prompts")
+    step.count_unpaired(reason, samples, out)
     return out
-
-
-def _n_prompts(frame: pl.LazyFrame) -> pl.LazyFrame:
-    return frame.select(pl.col(KEY).n_unique().alias("n"))
-
-
-def _minus(a: pl.LazyFrame, b: pl.LazyFrame) -> pl.LazyFrame:
-    return a.join(b.rename({"n": "m"}), how="cross").select((pl.col("n") - pl.col("m")).alias("n"))
 
 
 def default_rank_column() -> str:
@@ -219,9 +211,8 @@ def _correct_vs_incorrect(samples: pl.LazyFrame, *, k: int, seed: int, step: Ste
     no_right = stats.select(((pl.col("c") == 0) & ~pl.col("g") & (pl.col("w") > 0)).sum().alias("n"))
     step.count("prompts with no incorrect response (nothing to reject)", no_wrong, unit="prompts")
     step.count("prompts with no correct response and no gold", no_right, unit="prompts")
-    unpaired = _minus(_n_prompts(samples), _n_prompts(out))
-    residual = unpaired.join(no_wrong.rename({"n": "a"}), how="cross").join(no_right.rename({"n": "b"}), how="cross")
-    step.count("prompts with no graded response (every `correct` is null)", residual.select(pl.col("n") - pl.col("a") - pl.col("b")), unit="prompts")
+    step.count_unpaired("prompts with no graded response (every `correct` is null)", samples, out,
+                        less=("prompts with no incorrect response (nothing to reject)", "prompts with no correct response and no gold"))  # fmt: skip
     return out
 
 

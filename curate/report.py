@@ -48,6 +48,7 @@ class Step:
     warnings: list[str] = field(default_factory=list)
     pending: list[tuple[str, str | None, Any]] = field(default_factory=list, repr=False, compare=False)
     extras: dict[str, Any] = field(default_factory=dict, repr=False, compare=False)  # observed statistics (not lineage)
+    unpaired: tuple[str, Any, Any, tuple[str, ...]] | None = field(default=None, repr=False, compare=False)
 
     def __post_init__(self) -> None:
         self.params = _portable(dict(self.params))
@@ -69,12 +70,36 @@ class Step:
         """Compute the one-row LazyFrame `frame` with the step (e.g. weight statistics); its row lands in `extras[name]`."""
         self.pending.append((name, None, frame))
 
+    def count_unpaired(self, reason: str, inputs: Any, output: Any, less: tuple[str, ...] = ()) -> None:
+        """Prompts of `inputs` with no row in `output`, less those already counted under the `less` reasons.
+
+        A step runner that streams the output counts its prompts on the way out (`settle_unpaired`);
+        otherwise both frames are counted when `dropped` is read.
+        """
+        self.unpaired = (reason, inputs, output, less)
+
+    def settle_unpaired(self, prompts_in: int, prompts_out: int) -> None:
+        if self.unpaired is None:
+            return
+        reason, _, _, less = self.unpaired
+        self.unpaired = None
+        self.settle()
+        self.drop(reason, prompts_in - prompts_out - sum(self.counts.get(r, 0) for r in less), unit="prompts")
+
     def pending_counts(self) -> list[Any]:
         """The lazy counts (and observations) not evaluated yet (to run with the output in one `polars.collect_all`)."""
         return [frame for _, _, frame in self.pending]
 
     def settle(self, values: list[Any] | None = None) -> None:
         """Turn the pending counts into drops: with `values` computed by the caller, else by collecting them here."""
+        provided = values is not None
+        if values is None and self.unpaired is not None and not self.pending:
+            import polars as pl
+
+            _, inputs, output, _ = self.unpaired
+            n_in, n_out = pl.collect_all([inputs.select(pl.col("prompt_id").n_unique()), output.select(pl.col("prompt_id").n_unique())])
+            self.settle_unpaired(n_in.item(), n_out.item())
+            return
         if not self.pending:
             return
         if values is None:
@@ -87,6 +112,10 @@ class Step:
                 self.extras[reason] = value.row(0, named=True) if value.height else {}
             else:
                 self.drop(reason, _scalar(value), unit)
+        if self.unpaired is not None and provided:
+            return  # the runner settles the prompt accounting from its own counts
+        if self.unpaired is not None:
+            self.settle()
 
     @property
     def dropped(self) -> dict[str, int]:

@@ -65,10 +65,13 @@ def as_role(frame: pl.LazyFrame, role: str, *, keep_shared: bool) -> pl.LazyFram
 
 
 def with_row_numbers(samples: pl.LazyFrame) -> pl.LazyFrame:
-    """Add the internal row number and the prompt's first row number (for input-ordered outputs)."""
-    return samples.with_row_index(ROW).with_columns(
-        pl.col(ROW).cast(pl.Int64), pl.col(ROW).min().over(KEY).cast(pl.Int64).alias(PROMPT_ORDER)
-    )
+    """Add the internal row number (unless validation left it) and the prompt's first row number (for input-ordered outputs).
+
+    Reusing validation's row index keeps the checks and the step on one shared plan (one read of the input).
+    """
+    if ROW not in samples.collect_schema().names():
+        samples = samples.with_row_index(ROW)
+    return samples.with_columns(pl.col(ROW).cast(pl.Int64), pl.col(ROW).min().over(KEY).cast(pl.Int64).alias(PROMPT_ORDER))
 
 
 def rank_within(keys: list[str], descending: list[bool]) -> pl.Expr:

@@ -206,13 +206,18 @@ class Checked:
     settle: Callable[[dict[str, Any]], None]
 
 
-TEXT_SPACE = r"^[\s\u00A0\u1680\u180E\u2000-\u200F\u2028-\u202F\u205F-\u2064\u3000\uFEFF]*$"  # blank: nothing but (Unicode) spaces
+_SPACES = r"\s\u00A0\u1680\u180E\u2000-\u200F\u2028-\u202F\u205F-\u2064\u3000\uFEFF"  # whitespace, no-break and zero-width spaces
+NOT_SPACE = f"[^{_SPACES}]"
 _CASTS_TO_TEXT = ("prompt_id", "answer", "gold", "model")  # integer ids/answers read as numbers: cast to text, losslessly
 
 
 def blank(c: pl.Expr) -> pl.Expr:
-    """Null, empty, or only whitespace, including no-break and zero-width spaces."""
-    return c.is_null() | c.cast(STR).str.contains(TEXT_SPACE)
+    """Null, empty, or only whitespace, including no-break and zero-width spaces.
+
+    It asks whether the text holds any other character: the search stops at the first one, so
+    ordinary texts cost one character each, however long.
+    """
+    return c.is_null() | ~c.cast(STR).str.contains(NOT_SPACE)
 
 
 def check(
@@ -225,12 +230,17 @@ def check(
     step: Step | None = None,
     rehash_prompt_ids: bool = False,
     drop_hint: bool = True,
+    only: set[str] | None = None,
+    keep_row: bool = False,
 ) -> Checked:
     """Plan the validation of `frame` as a `kind` table: schema errors raise now, row checks run with `stats`.
 
     Row checks: blank prompts and responses (Unicode spaces count as blank), malformed conversations,
     non-finite numbers, 0/1 flags; one `prompt_id` given to different prompts; duplicate
     (prompt_id, response, model) samples. Each bad row counts once, under the first check it fails.
+    `only` limits the row checks to the columns a command reads (e.g. a per-prompt score never reads
+    the responses); the schema is checked whole. `keep_row` leaves the internal row number `__row` on
+    the frame, so the command builds on the very plan the checks use.
     """
     if kind not in SCHEMAS:
         raise SchemaError(f"unknown table kind {kind!r}; expected one of {', '.join(SCHEMAS)}", source=source)
@@ -276,23 +286,32 @@ def check(
         first_prompt = pl.col("prompt").hash().first().over("prompt_id")
         checks.append(("prompt_id", _COLLISION, pl.col("prompt_id").is_not_null() & (pl.col("prompt").hash() != first_prompt)))
 
+    if only is not None:
+        checks = [c for c in checks if c[0] in only]
     base = frame.with_row_index("__row")
+    if kind == "samples" and "model" not in names:
+        base = base.with_columns(pl.lit("policy", dtype=STR).alias("model"))
+    # one column: the index of the first check a row fails (each bad row counts once, under it), null when it passes
+    first_fail = pl.lit(None, dtype=pl.Int32)
+    for i, (_, _, bad) in reversed(list(enumerate(checks))):
+        first_fail = pl.when(bad.fill_null(False)).then(pl.lit(i, dtype=pl.Int32)).otherwise(first_fail)
+    base = base.with_columns(first_fail.alias("__fail")) if checks else base.with_columns(pl.lit(None, dtype=pl.Int32).alias("__fail"))
+    fails = pl.col("__fail")
     aggs = [pl.len().alias("__n")]
-    earlier = pl.lit(False)
-    for i, (_, problem, bad) in enumerate(checks):
-        bad = bad.fill_null(False)
-        mine = bad & ~earlier  # each row counts once, under the first check it fails
-        earlier = earlier | bad
+    for i, (_, problem, _) in enumerate(checks):
+        mine = fails == i
         aggs.append(mine.sum().alias(f"__c{i}"))
         aggs.append(pl.col("__row").filter(mine).head(_MAX_ROWS_SHOWN).implode().alias(f"__r{i}"))
         if problem == _COLLISION:
             aggs.append(pl.col("prompt_id").filter(mine).first().alias("__collision_id"))
             aggs.append(pl.col("__row").first().over("prompt_id").filter(mine).first().alias("__collision_first"))
-    key = ["prompt_id", "response", "model"] if kind == "samples" else []
-    if kind == "samples" and "model" not in names:
-        base = base.with_columns(pl.lit("policy", dtype=STR).alias("model"))
+    earlier = fails.is_not_null()
+    aggs.append(pl.col("prompt_id").filter(~earlier).n_unique().alias("__prompts"))
+    key = ["prompt_id", "response", "model"] if kind == "samples" and (only is None or "response" in only) else []
     if key:
-        kept = pl.struct(key).filter(~earlier)
+        # a cheap sketch first (id, model, text length); only the rows whose sketch repeats are compared whole
+        sketch = pl.struct(pl.col("prompt_id"), pl.col("model"), pl.col("response").cast(STR).str.len_bytes().alias("n")).hash().filter(~earlier)
+        kept = pl.struct(key).filter(~earlier).filter(sketch.is_duplicated())
         aggs.append((kept.is_duplicated() & ~kept.is_first_distinct()).sum().alias("__dup"))
     stats = base.select(aggs)
 
@@ -300,7 +319,8 @@ def check(
     if key and dedup:
         out = out.filter(pl.struct(key).is_first_distinct())
     split = ["messages"] if kind == "samples" and "messages" in names else []
-    out = out.drop(["__row", *split, *[c for c in out.collect_schema().names() if c.startswith(_ORIG)]])
+    drop = [*split, *[c for c in out.collect_schema().names() if c.startswith(_ORIG)]]
+    out = out.drop(drop if keep_row else ["__row", "__fail", *drop])
 
     def settle(row: dict[str, Any]) -> None:
         if step is not None and step.rows_in is None:

@@ -19,10 +19,21 @@ def score_table(frame: pl.LazyFrame, names: list[str], *, per_prompt: bool = Fal
     if not prompt_level:
         raise CurateError(f"--per-prompt needs a prompt-level scorer; {', '.join(names)} score responses or pairs.")
     keep = ["prompt"] if "prompt" in out.collect_schema().names() else []
+    if "__row" not in out.collect_schema().names():
+        out = out.with_row_index("__row")
     return (
-        out.with_row_index("__row")
-        .group_by("prompt_id")
+        out.group_by("prompt_id")
         .agg(pl.col("__row").min(), *[pl.col(c).first() for c in keep + prompt_level])
         .sort("__row")
         .drop("__row")
     )
+
+
+def columns_used(names: list[str]) -> set[str]:
+    """The input columns a per-prompt score reads: the prompt and what the scorers require."""
+    out = {"prompt_id", "prompt"}
+    for n in names:
+        cls = scorers.registry().get(n)
+        if cls is not None:
+            out |= set(cls.requires) | {"answer", "correct"}
+    return out

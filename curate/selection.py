@@ -46,7 +46,13 @@ def select(
     names = frame.collect_schema().names()
     for col, opt in ((by, "--by"), (weight, "--weight")):
         if col is not None and col not in names:
-            raise SchemaError(f"{opt} names a column the table does not have", column=col, hint=f"Columns: {', '.join(names)}.")
+            import scorers
+
+            producer = scorers.producer_of(col)
+            if producer is None:
+                raise SchemaError(f"{opt} names a column the table does not have (nor a scorer output)", column=col, hint=f"Columns: {', '.join(names)}.")
+            frame = scorers.score(frame, [producer])  # a scorer output, computed on demand (e.g. --by reward_margin)
+            names = frame.collect_schema().names()
     if per_prompt and "prompt_id" not in names:
         raise SchemaError("--per-prompt needs a `prompt_id` column", column="prompt_id")
 

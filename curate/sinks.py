@@ -414,7 +414,7 @@ def execute(
     fmt: str | None = None,
     *,
     stats: Sequence[pl.LazyFrame] = (),
-    finish: Callable[[list[pl.DataFrame], int], Lineage] | None = None,
+    finish: Callable[[list[pl.DataFrame], int, int | None], Lineage] | None = None,
     lineage: Lineage | None = None,
     card: str | CardFn | None = None,
     card_meta: dict | None = None,
@@ -422,12 +422,15 @@ def execute(
     inputs: Sequence[str | os.PathLike] = (),
     shard_bytes: int = hub.SHARD_BYTES,
     chunk_size: int | None = None,
+    track: str | None = None,
 ) -> Executed:
     """Run `frame` once, streaming it into `path` while computing `stats`, and write it atomically.
 
-    `finish(stats_values, rows)` runs before anything is renamed into place: it may raise (the
-    temporary output is then removed) and returns the lineage to store with the output. Pairs and
-    triplets with a conversational prompt are written in TRL's conversational form.
+    `finish(stats_values, rows, distinct)` runs before anything is renamed into place: it may raise
+    (the temporary output is then removed) and returns the lineage to store with the output;
+    `distinct` is the number of distinct values of the `track` column in what was written (counted
+    on the way out). Pairs and triplets with a conversational prompt are written in TRL's
+    conversational form.
     """
     from curate.formats import wrap_completions
 
@@ -437,9 +440,17 @@ def execute(
     lazy = wrap_completions(frame.lazy())
     with atomic_path(target, folder=fmt in ("hf", "arrow")) as tmp:
         sink = _make_sink(fmt, tmp, target=target, split=split, card=card, card_meta=card_meta, shard_bytes=shard_bytes)
+        seen: set[Any] = set()
+
+        def write(df: pl.DataFrame) -> None:
+            if track is not None:
+                seen.update(df[track].unique().to_list())
+            sink.write(df)
+
         try:
-            values = pl.collect_all([lazy.sink_batches(sink.write, lazy=True, chunk_size=chunk_size, maintain_order=True), *stats])[1:]
-            done = finish(list(values), sink.rows) if finish is not None else (lineage or Lineage())
+            values = pl.collect_all([lazy.sink_batches(write, lazy=True, chunk_size=chunk_size, maintain_order=True), *stats])[1:]
+            distinct = len(seen) if track is not None else None
+            done = finish(list(values), sink.rows, distinct) if finish is not None else (lineage or Lineage())
             sink.finish(done, pl.DataFrame(schema=lazy.collect_schema()))
         except BaseException:
             sink.abort()

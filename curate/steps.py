@@ -43,14 +43,16 @@ def run_step(
     card: str | CardFn | Callable[..., str] | None = None,
     card_meta: dict | None = None,
     step: Step | None = None,
+    uses: set[str] | None = None,
 ) -> Step:
     """Apply `build` to the table at `src` and write the result to `output`; return the step's record.
 
-    `card(schema, rows, written, lineage, kind)` may write a dataset card for folder outputs.
+    `card(schema, rows, written, lineage, kind)` may write a dataset card for folder outputs. `uses`
+    names the input columns the output depends on: the row checks look at those only.
     """
     step = step or Step(name, params=params, inputs=inputs_of(src))
     table = load(src, kind, dedup=dedup, drop_invalid=drop_invalid, step=step, split=split, rehash_prompt_ids=rehash_prompt_ids,
-                 deferred=True, drop_hint=drop_hint)  # fmt: skip
+                 deferred=True, drop_hint=drop_hint, only=uses)  # fmt: skip
     try:
         frame = build(table.frame, step)
     except CurateError as exc:
@@ -64,12 +66,17 @@ def run_step(
         raise CurateError(f"{table.source}: {exc}") from None
     except pl.exceptions.PolarsError as exc:
         raise read_error(exc, table.source) from exc
+    internal = [c for c in frame.collect_schema().names() if c.startswith("__")]
+    frame = frame.drop(internal) if internal else frame
     pending = step.pending_counts()
     lineage = Lineage(sources=table.lineage.sources, steps=[*table.lineage.steps, step])
 
-    def finish(values: list[pl.DataFrame], rows: int) -> Lineage:
-        table.checked.settle(values[0].row(0, named=True))
+    def finish(values: list[pl.DataFrame], rows: int, distinct: int | None) -> Lineage:
+        checks = values[0].row(0, named=True)
+        table.checked.settle(checks)
         step.settle(values[1 : 1 + len(pending)])
+        if step.unpaired is not None:  # every input prompt gave output or is counted once: prompts in − prompts written
+            step.settle_unpaired(checks["__prompts"], distinct or 0)
         step.rows_out = rows
         return lineage
 
@@ -77,7 +84,7 @@ def run_step(
     try:
         with spinner(f"{name}: computing and writing {output}"):
             execute(frame, output, fmt, stats=[table.checked.stats, *pending], finish=finish, card=card_fn or card, card_meta=card_meta,
-                    inputs=inputs_of(src))  # fmt: skip
+                    inputs=inputs_of(src), track="prompt_id" if step.unpaired is not None else None)  # fmt: skip
     except CurateError:
         raise
     except pl.exceptions.PolarsError as exc:
