@@ -113,9 +113,9 @@ POLARS = {
         s = pl.scan_parquet(SRC).with_row_index("row").select("prompt_id", "prompt", "row", "response", "reward", "ref_logp")
         c = s.rename({"response": "chosen", "reward": "chosen_reward", "row": "c_row", "ref_logp": "c_ref"})
         r = s.select("prompt_id", rejected="response", rejected_reward="reward", r_row="row", r_ref="ref_logp")
-        def dist(b):
-            a, z = b.struct.field("chosen").str.split(" ").to_list(), b.struct.field("rejected").str.split(" ").to_list()
-            return pl.Series(cpdist(a, z, scorer=Levenshtein.distance, workers=-1, dtype=np.int64))
+        def dist(b):  # word-level Levenshtein: rapidfuzz splits each text itself (processor)
+            a, z = b.struct.field("chosen").to_list(), b.struct.field("rejected").to_list()
+            return pl.Series(cpdist(a, z, scorer=Levenshtein.distance, processor=str.split, workers=-1, dtype=np.int64))
         out = c.join(r, on="prompt_id").filter(pl.col("chosen_reward") > pl.col("rejected_reward")).with_columns(
             d=pl.struct("chosen", "rejected").map_batches(dist, return_dtype=pl.Int64))
         m = pl.col("chosen_reward") - pl.col("rejected_reward")

@@ -221,22 +221,28 @@ def sql(
     pairs_file: Annotated[Optional[Path], typer.Option("--pairs", help="File registered as the view `pairs`.")] = None,
     triplets_file: Annotated[Optional[Path], typer.Option("--triplets", help="File registered as the view `triplets`.")] = None,
     ranked: Annotated[Optional[Path], typer.Option(help="File registered as the view `ranked`.")] = None,
+    diagnostics: Annotated[Optional[Path], typer.Option(help="A training run's diagnostics.parquet (or its folder): the view `diagnostics`.")] = None,
     output: Annotated[Optional[Path], typer.Option("--output", "-o", help="Write the result here instead of printing it.")] = None,
     fmt: Format = None,
     limit: Annotated[int, typer.Option(help="Rows to print.")] = 50,
 ) -> None:
-    """Run a DuckDB SQL query over the given files (views samples, pairs, triplets, ranked)."""
+    """Run a DuckDB SQL query over the given files (views samples, pairs, triplets, ranked, diagnostics).
+
+    This runs arbitrary SQL on this machine, as the duckdb shell does (it can read and write files).
+    """
     with guarded():
         from curate.io import write
         from curate.report import Lineage, Step
         from curate.sql import run
 
         with spinner("running SQL"):
-            df, lineage = run(query, samples=samples, pairs=pairs_file, triplets=triplets_file, ranked=ranked)
+            if diagnostics is not None and diagnostics.is_dir():
+                diagnostics = diagnostics / "diagnostics.parquet"
+            df, lineage = run(query, samples=samples, pairs=pairs_file, triplets=triplets_file, ranked=ranked, diagnostics=diagnostics)
         if output is None:
             print_frame(df, limit)
             return
-        step = Step("sql", params={"query": query}, inputs=[str(p) for p in (samples, pairs_file, triplets_file, ranked) if p])
+        step = Step("sql", params={"query": query}, inputs=[str(p) for p in (samples, pairs_file, triplets_file, ranked, diagnostics) if p])
         step.rows_out = df.height
         write(df, output, fmt, lineage=Lineage(sources=lineage.sources, steps=[*lineage.steps, step]))
         print_step(step, output)
@@ -341,6 +347,18 @@ def train(
         bool, typer.Option("--wrap-plain-prompts", help="Send plain-string prompts through the chat template as one user turn (TRL does not).")
     ] = False,
     split: Split = None,
+    eval_data: Annotated[Optional[Path], typer.Option(help="Held-out table to evaluate on.")] = None,
+    eval_fraction: Annotated[Optional[float], typer.Option(help="Or hold out this fraction of the prompts (seeded).")] = None,
+    eval_steps: Annotated[Optional[int], typer.Option(help="Evaluate every N steps (and at the end).")] = None,
+    save_best: Annotated[bool, typer.Option("--save-best", help="Keep the model with the lowest eval loss in OUTPUT/best.")] = False,
+    report_to: Annotated[list[str], typer.Option("--report-to", help="tensorboard: event files in OUTPUT/runs (repeatable).")] = [],  # noqa: B006
+    no_diagnostics: Annotated[bool, typer.Option("--no-diagnostics", help="Do not write OUTPUT/diagnostics.parquet.")] = False,
+    lora_r: Annotated[Optional[int], typer.Option(help="Train LoRA adapters of this rank (peft) instead of every weight.")] = None,
+    lora_alpha: Annotated[Optional[float], typer.Option()] = None,
+    lora_dropout: Annotated[Optional[float], typer.Option()] = None,
+    lora_target_modules: Annotated[Optional[str], typer.Option(help="Comma-separated module names (default: every linear layer).")] = None,
+    merge_lora: Annotated[bool, typer.Option("--merge-lora", help="Also save the merged model in OUTPUT/merged.")] = False,
+    amapo_stats: Annotated[Optional[str], typer.Option(help="AMaPO margin statistics: micro (the official code) | global.")] = None,
 ) -> None:
     """Train a policy on weighted preference data (run under `torchrun` for several processes)."""
     with guarded():
@@ -369,6 +387,17 @@ def train(
             opts["allow_negative_weights"] = True
         if split is not None:
             opts["split"] = split
+        extras = {"eval_data": str(eval_data) if eval_data else None, "eval_fraction": eval_fraction, "eval_steps": eval_steps,
+                  "lora_r": lora_r, "lora_alpha": lora_alpha, "lora_dropout": lora_dropout, "amapo_stats": amapo_stats,
+                  "lora_target_modules": [m.strip() for m in lora_target_modules.split(",") if m.strip()] if lora_target_modules else None}  # fmt: skip
+        opts.update({k: v for k, v in extras.items() if v is not None})
+        for flag, name in ((save_best, "save_best"), (merge_lora, "merge_lora")):
+            if flag:
+                opts[name] = True
+        if report_to:
+            opts["report_to"] = list(report_to)
+        if no_diagnostics:
+            opts["diagnostics"] = False
         if config is not None:
             cfg = TrainConfig.from_yaml(config, data=str(data), **opts)
             cfg.loss_kwargs = {**cfg.loss_kwargs, **kwargs}

@@ -20,7 +20,7 @@ from curate.sinks import format_of
 from curate.steps import inputs_of
 
 # TRL DPOTrainer's column names; `weight` is curate's per-sample weight (TRL itself ignores it: see curate.trl).
-TRL_COLUMNS = ("prompt", "chosen", "rejected", "ref_chosen_logps", "ref_rejected_logps", "weight")
+TRL_COLUMNS = ("prompt", "chosen", "rejected", "ref_chosen_logps", "ref_rejected_logps", "weight", "pair_id")
 TAGS = ("curate", "preference-data", "dpo")
 
 

@@ -8,7 +8,7 @@ from curate.errors import CurateError, SchemaError
 from curate.report import Step
 from curate.roles import KEY, PROMPT_ORDER, finish, with_row_numbers
 
-RANKED_ORDER = ("prompt_id", "prompt", "responses", "rewards", "models", "ref_logps", "logps", "n_tokens", "weight")
+RANKED_ORDER = ("prompt_id", "prompt", "responses", "rewards", "models", "pair_id", "ref_logps", "logps", "n_tokens", "weight")
 _LISTS = {"response": "responses", "reward": "rewards", "model": "models", "ref_logp": "ref_logps", "logp": "logps", "n_tokens": "n_tokens"}
 
 
@@ -41,5 +41,5 @@ def rank(samples: pl.LazyFrame, *, min_responses: int = 2, max_responses: int | 
     short = rows.select(pl.col(KEY).n_unique().alias("n")).join(grouped.filter(enough).select(pl.len().alias("m")), how="cross")
     step.count(f"prompts with fewer than {min_responses} graded responses", short.select(pl.col("n") - pl.col("m")), unit="prompts")
     step.count("prompts whose graded responses all have the same reward (no ranking to learn)", grouped.filter(enough & pl.col("__tied")).select(pl.len()), unit="prompts")
-    out = grouped.filter(enough & ~pl.col("__tied")).with_columns(pl.lit(1.0).alias("weight"))
+    out = grouped.filter(enough & ~pl.col("__tied")).with_columns(pl.lit(1.0).alias("weight"), pl.col(KEY).alias("pair_id"))
     return finish(out, RANKED_ORDER, [PROMPT_ORDER])

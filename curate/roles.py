@@ -19,12 +19,12 @@ _ALWAYS_SHARED = ("prompt", "gold", PROMPT_ORDER)
 # SPEC §2.2 column order; scorer and extra columns follow.
 PAIR_ORDER = (
     "prompt_id", "prompt", "chosen", "rejected", "chosen_model", "rejected_model", "chosen_reward",
-    "rejected_reward", "chosen_correct", "rejected_correct", "chosen_logps", "rejected_logps",
+    "rejected_reward", "chosen_correct", "rejected_correct", "pair_id", "chosen_logps", "rejected_logps",
     "ref_chosen_logps", "ref_rejected_logps", "chosen_n_tokens", "rejected_n_tokens", "weight",
 )  # fmt: skip
 TRIPLET_ORDER = (
     "prompt_id", "prompt", "chosen", "chosen_target", "rejected", "chosen_reward", "chosen_target_reward",
-    "rejected_reward", "chosen_model", "chosen_target_model", "rejected_model", "ref_chosen_logps",
+    "rejected_reward", "chosen_model", "chosen_target_model", "rejected_model", "pair_id", "ref_chosen_logps",
     "ref_chosen_target_logps", "ref_rejected_logps", "weight",
 )  # fmt: skip
 
@@ -80,8 +80,24 @@ def rank_within(keys: list[str], descending: list[bool]) -> pl.Expr:
     return pl.int_range(pl.len()).over(KEY, order_by=order)
 
 
+ROLE_ROWS = ("__chosen_row", "__chosen_target_row", "__rejected_row")
+
+
+def pair_id_expr(names: list[str]) -> pl.Expr | None:
+    """`pair_id`: the prompt id and the input rows of the responses ("q17:3:9"; "gold" for a gold answer), stable for a given input."""
+    rows = [c for c in ROLE_ROWS if c in names]
+    if not rows:
+        return None
+    parts = [pl.col(KEY)] + [pl.when(pl.col(c) >= 0).then(pl.col(c).cast(pl.String)).otherwise(pl.lit("gold")) for c in rows]
+    return pl.concat_str(parts, separator=":").alias("pair_id")
+
+
 def finish(frame: pl.LazyFrame, order: tuple[str, ...], sort_by: list[str], descending: list[bool] | None = None) -> pl.LazyFrame:
-    """Sort explicitly (the streaming engine keeps no order), drop internal columns, put SPEC columns first."""
+    """Sort explicitly (the streaming engine keeps no order), add `pair_id`, drop internal columns, put SPEC columns first."""
+    names = frame.collect_schema().names()
+    pid = pair_id_expr(names) if "pair_id" not in names else None
+    if pid is not None:
+        frame = frame.with_columns(pid)
     frame = frame.sort(sort_by, descending=descending or False, maintain_order=True)
     names = [c for c in frame.collect_schema().names() if not c.startswith("__")]
     first = [c for c in order if c in names]

@@ -9,10 +9,10 @@ import polars as pl
 import pyarrow as pa
 
 from curate.errors import CurateError
-from curate.io import scan
+from curate.io import resolve, scan
 from curate.report import Lineage
 
-VIEWS = ("samples", "pairs", "triplets", "ranked")
+VIEWS = ("samples", "pairs", "triplets", "ranked", "diagnostics")
 TableLike = str | os.PathLike | pl.LazyFrame | pl.DataFrame | pa.Table
 
 
@@ -36,6 +36,12 @@ def connect(**tables: TableLike | None) -> tuple[Any, Lineage]:
         if isinstance(table, (str, os.PathLike)):
             frame, file_lineage = scan(table)
             lineage = lineage.merged(file_lineage)
+            files, arrow_dir, _ = resolve(table)
+            if arrow_dir is None and files and all(f.suffix.lower() == ".parquet" for f in files):
+                # DuckDB reads Parquet itself: projection and filter pushdown, streaming, no copy through Polars
+                paths = ", ".join("'" + str(f).replace("'", "''") + "'" for f in files)
+                con.execute(f'CREATE VIEW "{name}" AS SELECT * FROM read_parquet([{paths}], union_by_name = true)')
+                continue
             table = frame
         con.register(name, table)
     for macro in sql_macros():

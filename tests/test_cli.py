@@ -137,7 +137,7 @@ def test_select_export_and_card(tmp_path):
     jl = tmp_path / "trl.jsonl"
     assert curate_cli("export", sel, "-o", jl, "--trl").returncode == 0
     first = json.loads(jl.read_text().splitlines()[0])
-    assert list(first) == ["prompt", "chosen", "rejected", "weight"]
+    assert list(first) == ["prompt", "chosen", "rejected", "weight", "pair_id"]
 
 
 def test_scorers_lists_builtins():

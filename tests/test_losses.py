@@ -112,9 +112,9 @@ def test_repo_and_bpo_by_hand():
     assert LOSSES["repo"](**x).losses.item() == pytest.approx(0.0)  # margin -2 - -3 = 1 > 0.5
     assert LOSSES["repo"](**x, gamma=1.5).losses.item() == pytest.approx(0.5)
     y = one(policy_chosen_logps=-5.0, policy_rejected_logps=-9.0, reference_chosen_logps=-6.0, reference_rejected_logps=-10.0)
-    # u_w = 1, u_l = 1 -> min(1, 0.3*-1) = -0.3 -> -log σ(-0.03)
-    assert LOSSES["bpo"](**y).losses.item() == pytest.approx(-math.log(sig(-0.03)))
-    assert LOSSES["bpo"](**y, bpo_variant="hinge").losses.item() == pytest.approx(1.03)
+    # u_w = 1, u_l = 1 -> min(1, 0.3*-1) = -0.3; the default (the official config) is the hinge: relu(1 - 0.1*-0.3) = 1.03
+    assert LOSSES["bpo"](**y).losses.item() == pytest.approx(1.03)
+    assert LOSSES["bpo"](**y, bpo_variant="sigmoid").losses.item() == pytest.approx(-math.log(sig(-0.03)))
 
 
 def test_amapo_by_hand():
@@ -151,3 +151,37 @@ def test_logit_weights_scale_the_logit():
     w = torch.full((B,), 2.0, dtype=torch.float64)
     scaled = LOSSES["dpo"](**BASE, logit_weights=w).losses
     close(scaled, -F.logsigmoid(2.0 * 0.1 * ((PC - RC) - (PR - RR))))
+
+
+def test_per_row_beta_and_margin_by_hand():
+    t = lambda *v: torch.tensor(v, dtype=torch.float64)  # noqa: E731
+    x = dict(policy_chosen_logps=t(-5.0, -5.0), policy_rejected_logps=t(-9.0, -9.0), reference_chosen_logps=t(-6.0, -6.0),
+             reference_rejected_logps=t(-8.0, -8.0))  # fmt: skip
+    # h = (−5 − −6) − (−9 − −8) = 1 − (−1) = 2 for both rows
+    out = LOSSES["dpo"](**x, beta=t(0.1, 0.5), margin=t(0.0, 0.4))
+    assert out.losses.tolist() == pytest.approx([-math.log(sig(0.2)), -math.log(sig(1.0 - 0.4))])
+    assert out.chosen_rewards.tolist() == pytest.approx([0.1, 0.5])  # β_i·u(y_w), u(y_w) = 1
+    # SimPO with a per-row γ: avg_w = −5/5 = −1, avg_l = −9/3 = −3: β·2 − γ_i
+    y = dict(policy_chosen_logps=t(-5.0, -5.0), policy_rejected_logps=t(-9.0, -9.0), chosen_lengths=t(5.0, 5.0), rejected_lengths=t(3.0, 3.0))
+    s = LOSSES["simpo"](**y, beta=t(1.0, 2.0), margin=t(0.5, 3.0))
+    assert s.losses.tolist() == pytest.approx([-math.log(sig(2.0 - 0.5)), -math.log(sig(4.0 - 3.0))])
+    assert LOSSES["simpo"](**y, beta=2.0).losses.tolist() == pytest.approx([-math.log(sig(4.0 - 0.5))] * 2)  # γ = 0.25·2
+
+
+@pytest.mark.parametrize("loss", ["wrpo", "amapo", "gamma_po"])
+def test_label_smoothing_where_the_official_code_has_it(loss):
+    t = lambda *v: torch.tensor(v, dtype=torch.float64)  # noqa: E731
+    base = dict(policy_chosen_logps=t(-5.0), policy_rejected_logps=t(-9.0), reference_chosen_logps=t(-6.0), reference_rejected_logps=t(-8.0),
+                chosen_lengths=t(5.0), rejected_lengths=t(3.0))  # fmt: skip
+    if loss == "wrpo":
+        base.update(policy_chosen_target_logps=t(-5.5), reference_chosen_target_logps=t(-6.0), chosen_target_lengths=t(4.0))
+    if loss == "gamma_po":
+        from curate.train.losses import GapQueue
+
+        plain = LOSSES[loss](**base, queue=GapQueue(seed=1))
+        smooth = LOSSES[loss](**base, queue=GapQueue(seed=1), label_smoothing=0.2)
+    else:
+        plain, smooth = LOSSES[loss](**base), LOSSES[loss](**base, label_smoothing=0.2)
+    # −0.8·log σ(z) − 0.2·log σ(−z), with z recovered from the plain loss −log σ(z)
+    z = -math.log(math.exp(plain.losses.item()) - 1)  # σ(z) = e^(−L)
+    assert smooth.losses.item() == pytest.approx(-0.8 * math.log(sig(z)) - 0.2 * math.log(sig(-z)), rel=1e-9)

@@ -61,11 +61,12 @@ def test_pair_columns_follow_spec(reward_samples):
         pl.Series("n_tokens", [10, 20, 30, 40, 50, 60, 70, 80]),
     )
     p = _pairs(df, strategy="best-vs-worst")
-    assert p.columns[:15] == [
+    assert p.columns[:16] == [
         "prompt_id", "prompt", "chosen", "rejected", "chosen_model", "rejected_model", "chosen_reward",
-        "rejected_reward", "chosen_logps", "rejected_logps", "ref_chosen_logps", "ref_rejected_logps",
+        "rejected_reward", "pair_id", "chosen_logps", "rejected_logps", "ref_chosen_logps", "ref_rejected_logps",
         "chosen_n_tokens", "rejected_n_tokens", "weight",
     ]  # fmt: skip
+    assert p["pair_id"].to_list() == ["A:0:1", "C:7:5"]  # prompt id and the input rows of chosen and rejected
     row = p.row(0, named=True)  # (a1, a2)
     assert (row["ref_chosen_logps"], row["ref_rejected_logps"], row["chosen_n_tokens"], row["rejected_n_tokens"]) == (-1.0, -2.0, 10, 20)
     assert "chosen_correct" not in p.columns  # absent in the samples -> absent in the pairs

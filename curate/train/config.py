@@ -48,6 +48,18 @@ class TrainConfig:
     wrap_plain_prompts: bool = False  # plain-string prompts through the chat template as one user turn (TRL: no template)
     split: str | None = None  # the split of a dataset folder to train on
     allow_negative_weights: bool = False  # a negative weight pushes the model away from the chosen response
+    eval_data: str | None = None  # a held-out pairs/triplets/ranked table
+    eval_fraction: float | None = None  # or: this fraction of the prompts, held out (seeded)
+    eval_steps: int | None = None  # evaluate every N steps (and at the end); default: at the end only
+    save_best: bool = False  # keep the model with the lowest eval loss in OUTPUT/best
+    report_to: list[str] = field(default_factory=list)  # "tensorboard": event files in OUTPUT/runs
+    diagnostics: bool = True  # OUTPUT/diagnostics.parquet: one row per (pair, epoch) and per eval
+    amapo_stats: str = "micro"  # AMaPO's μ, s: "micro" (this forward pass, all processes; the official code) or "global"
+    lora_r: int | None = None  # LoRA rank (peft); None: full fine-tuning
+    lora_alpha: float = 16.0
+    lora_dropout: float = 0.0
+    lora_target_modules: list[str] | None = None  # default: every linear layer but the output head
+    merge_lora: bool = False  # also save the merged model in OUTPUT/merged
     weight_mode: str = "loss"
     reduction: str = "mean"
     save_steps: int | None = None
@@ -77,6 +89,19 @@ class TrainConfig:
                                      ("reduction", self.reduction, REDUCTIONS)):  # fmt: skip
             if value not in allowed:
                 raise CurateError(f"{name} must be one of {', '.join(allowed)} (got {value!r}).")
+        if self.amapo_stats not in ("micro", "global"):
+            raise CurateError(f"amapo_stats must be micro or global (got {self.amapo_stats!r}).")
+        if self.eval_data is not None and self.eval_fraction is not None:
+            raise CurateError("use --eval-data FILE or --eval-fraction F, not both.")
+        if self.eval_fraction is not None and not 0 < self.eval_fraction < 1:
+            raise CurateError(f"--eval-fraction must be in (0, 1) (got {self.eval_fraction}).")
+        unknown = sorted(set(self.report_to) - {"tensorboard"})
+        if unknown:
+            raise CurateError(f"--report-to {unknown[0]!r}: only `tensorboard` is supported (metrics.jsonl is always written).")
+        if self.lora_r is not None and self.lora_r < 1:
+            raise CurateError(f"--lora-r must be at least 1 (got {self.lora_r}).")
+        if self.eval_data is not None and not Path(self.eval_data).exists():
+            raise CurateError(f"--eval-data {self.eval_data}: no such file or folder.")
         for name in ("batch_size", "grad_accum", "logging_steps"):
             if getattr(self, name) < 1:
                 raise CurateError(f"{name} must be at least 1 (got {getattr(self, name)}).")
@@ -125,6 +150,8 @@ def _accepts(value: Any, hint: Any) -> bool:
         return isinstance(value, int) and not isinstance(value, bool)
     if origin is dict or hint is dict:
         return isinstance(value, dict)
+    if origin is list or hint is list:
+        return isinstance(value, list)
     return isinstance(value, hint) if isinstance(hint, type) else True
 
 

@@ -32,6 +32,10 @@ class Example:
     weight: float
     ref: list[float] | None  # reference log-prob per response, when the data has them
     rewards: list[float] | None = None  # ranked lists: for pair_weighting="reward_gap"
+    pair_id: str = ""  # the table's `pair_id` (or "row<i>"): the key of training diagnostics
+    prompt_id: str = ""
+    beta: float | None = None  # per-row β (the data's `beta` column)
+    margin: float | None = None  # per-row target margin (the data's `margin` column)
 
 
 @dataclass
@@ -42,6 +46,27 @@ class PreferenceData:
 
     def __len__(self) -> int:
         return len(self.examples)
+
+    @property
+    def has_beta(self) -> bool:
+        return any(e.beta is not None for e in self.examples)
+
+    @property
+    def has_margin(self) -> bool:
+        return any(e.margin is not None for e in self.examples)
+
+    def split_by_prompt(self, fraction: float, seed: int) -> tuple["PreferenceData", "PreferenceData"]:
+        """(train, eval): a seeded `fraction` of the prompts (all their examples) held out for evaluation."""
+        import random
+
+        prompts = sorted({e.prompt_id for e in self.examples})
+        n_eval = max(1, round(fraction * len(prompts))) if fraction > 0 else 0
+        if n_eval >= len(prompts):
+            raise CurateError(f"--eval-fraction {fraction} leaves no prompt to train on ({len(prompts)} prompts).")
+        held = set(random.Random(seed).sample(prompts, n_eval))
+        train = [e for e in self.examples if e.prompt_id not in held]
+        evals = [e for e in self.examples if e.prompt_id in held]
+        return PreferenceData(self.kind, train, self.step), PreferenceData(self.kind, evals, Step("tokenize eval"))
 
     @property
     def has_reference(self) -> bool:
@@ -93,6 +118,10 @@ def load_preference_data(
     prompts = [p for p, _ in tokenized]
     responses = [rs for _, rs in tokenized]
     weights = df["weight"].to_list() if use_weights and "weight" in df.columns else [1.0] * df.height
+    pair_ids = df["pair_id"].cast(pl.String).to_list() if "pair_id" in df.columns else [f"row{i}" for i in range(df.height)]
+    prompt_ids = df["prompt_id"].cast(pl.String).to_list()
+    betas = df["beta"].cast(pl.Float64).to_list() if "beta" in df.columns else [None] * df.height
+    margins = df["margin"].cast(pl.Float64).to_list() if "margin" in df.columns else [None] * df.height
     refs = _reference_columns(df, kind, step)
     rewards = df["rewards"].to_list() if kind == "ranked" and "rewards" in df.columns else None
 
@@ -108,12 +137,12 @@ def load_preference_data(
                 continue
             ref = [refs[i][k] for k in keep] if refs is not None and refs[i] is not None else None
             rw = [rewards[i][k] for k in keep] if rewards is not None else None
-            examples.append(Example(p, [rs[k] for k in keep], float(weights[i]), ref, rw))
+            examples.append(Example(p, [rs[k] for k in keep], float(weights[i]), ref, rw, pair_ids[i], prompt_ids[i], betas[i], margins[i]))
             continue
         if rs[-1] in rs[:-1]:  # the rejected side equals a chosen side after truncation
             degenerate += 1
             continue
-        examples.append(Example(p, rs, float(weights[i]), refs[i] if refs is not None else None))
+        examples.append(Example(p, rs, float(weights[i]), refs[i] if refs is not None else None, None, pair_ids[i], prompt_ids[i], betas[i], margins[i]))
     step.drop("examples whose responses became identical after truncation", degenerate)
     if truncated:
         step.warn(f"{truncated} example(s) were truncated to max_length={max_length}"
@@ -139,6 +168,11 @@ def check_training_table(df: pl.DataFrame, kind: str, *, source: str, use_weight
         if not allow_negative_weights:
             checks.append(("weight", "negative weight (it would push the model away from the chosen response)", pl.col("weight") < 0,
                            "Pass --allow-negative-weights if that is meant."))  # fmt: skip
+    if "beta" in df.columns:
+        checks.append(("beta", "null, non-finite or non-positive β", pl.col("beta").is_null() | ~pl.col("beta").cast(pl.Float64).is_finite()
+                       | (pl.col("beta") <= 0), None))  # fmt: skip
+    if "margin" in df.columns:
+        checks.append(("margin", "null or non-finite margin", pl.col("margin").is_null() | ~pl.col("margin").cast(pl.Float64).is_finite(), None))
     if kind == "ranked":
         checks.append(("responses", "null response in a ranked list", pl.col("responses").list.eval(pl.element().is_null()).list.any(), None))
         if "rewards" in df.columns:
@@ -192,11 +226,13 @@ class Batch:
     ref: torch.Tensor | None  # [B, R]
     rewards: torch.Tensor | None  # [B, R]
     index: torch.Tensor  # [B] example indices
+    beta: torch.Tensor | None = None  # [B] per-row β
+    margin: torch.Tensor | None = None  # [B] per-row target margin
 
     def to(self, device: torch.device) -> "Batch":
         move = lambda t: None if t is None else t.to(device)  # noqa: E731
         return Batch(move(self.input_ids), move(self.attention_mask), move(self.loss_mask), self.n_responses, move(self.response_mask),
-                     move(self.weights), move(self.ref), move(self.rewards), move(self.index))  # fmt: skip
+                     move(self.weights), move(self.ref), move(self.rewards), move(self.index), move(self.beta), move(self.margin))  # fmt: skip
 
     @property
     def n_tokens(self) -> int:
@@ -237,4 +273,6 @@ def collate(data: PreferenceData, indices: list[int], pad_id: int) -> Batch:
         ref=ref,
         rewards=rewards,
         index=torch.tensor(indices, dtype=torch.long),
+        beta=torch.tensor([e.beta for e in exs], dtype=torch.float32) if all(e.beta is not None for e in exs) else None,
+        margin=torch.tensor([e.margin for e in exs], dtype=torch.float32) if all(e.margin is not None for e in exs) else None,
     )

@@ -27,6 +27,8 @@ def _chunk_logps(head: torch.nn.Module, hidden: Tensor, labels: Tensor, mask: Te
 
 def _decoder_and_head(model: torch.nn.Module) -> tuple[torch.nn.Module, torch.nn.Module]:
     model = getattr(model, "module", model)  # DDP / FSDP wrappers
+    if hasattr(model, "get_base_model"):  # a peft model: the causal LM with the adapters injected
+        model = model.get_base_model()
     head = model.get_output_embeddings()
     decoder = getattr(model, "base_model", None)
     if head is None or decoder is None or decoder is model:

@@ -67,14 +67,20 @@ def dpo(
     reference_rejected_logps: Tensor | None = None,
     chosen_lengths: Tensor | None = None,
     rejected_lengths: Tensor | None = None,
-    beta: float = 0.1,
+    beta: float | Tensor = 0.1,
     label_smoothing: float = 0.0,
+    margin: Tensor | None = None,
     logit_weights: Tensor | None = None,
 ) -> LossOutput:
-    """DPO (Rafailov et al. 2023; FORMULAS C1): l = −(1−ls)·log σ(βh) − ls·log σ(−βh)."""
+    """DPO (Rafailov et al. 2023; FORMULAS C1): l = −(1−ls)·log σ(βh − m) − ls·log σ(−(βh − m)).
+
+    `beta` may be per row ([B]); `margin` m ([B], default 0) is a target margin per row, the offset of
+    ODPO (Amini et al. 2024, "Direct Preference Optimization with an Offset", arXiv 2402.10571).
+    """
     u_w = policy_chosen_logps - _need(reference_chosen_logps, "reference_chosen_logps", "dpo")
     u_l = policy_rejected_logps - _need(reference_rejected_logps, "reference_rejected_logps", "dpo")
-    losses = sigmoid_loss(_scale(beta * (u_w - u_l), logit_weights), label_smoothing)
+    logits = beta * (u_w - u_l) - (0.0 if margin is None else margin)
+    losses = sigmoid_loss(_scale(logits, logit_weights), label_smoothing)
     return LossOutput(losses, beta * u_w.detach(), beta * u_l.detach())
 
 
@@ -106,15 +112,20 @@ def simpo(
     reference_rejected_logps: Tensor | None = None,
     chosen_lengths: Tensor | None = None,
     rejected_lengths: Tensor | None = None,
-    beta: float = 2.0,
+    beta: float | Tensor = 2.0,
     gamma_beta_ratio: float = 0.25,
     label_smoothing: float = 0.0,
+    margin: Tensor | None = None,
     logit_weights: Tensor | None = None,
 ) -> LossOutput:
-    """SimPO (Meng et al. 2024; FORMULAS C3): l = −log σ(β·(avg(y_w) − avg(y_l)) − γ), γ = gamma_beta_ratio·β."""
+    """SimPO (Meng et al. 2024, arXiv 2405.14734, Eq. 6; FORMULAS C3): l = −log σ(β·(avg(y_w) − avg(y_l)) − γ).
+
+    γ = gamma_beta_ratio·β, or the per-row target margin `margin` ([B]) when given; `beta` may be per row.
+    """
     a_w = _avg(policy_chosen_logps, chosen_lengths, "chosen_lengths", "simpo")
     a_l = _avg(policy_rejected_logps, rejected_lengths, "rejected_lengths", "simpo")
-    logits = beta * (a_w - a_l) - gamma_beta_ratio * beta
+    gamma = gamma_beta_ratio * beta if margin is None else margin
+    logits = beta * (a_w - a_l) - gamma
     losses = sigmoid_loss(_scale(logits, logit_weights), label_smoothing)
     return LossOutput(losses, beta * a_w.detach(), beta * a_l.detach())
 
@@ -167,6 +178,7 @@ def wrpo(
     alpha_schedule: str = "linear",
     wrpo_base: str = "dpo",
     gamma_beta_ratio: float = 0.25,
+    label_smoothing: float = 0.0,
     logit_weights: Tensor | None = None,
 ) -> LossOutput:
     """WRPO (seed 002; FORMULAS C5): −log σ(β·(α_t·u(y_ws) + (1−α_t)·u(y_wt) − u(y_l))).
@@ -180,7 +192,7 @@ def wrpo(
         wt = _avg(policy_chosen_target_logps, chosen_target_lengths, "chosen_target_lengths", "wrpo")
         lo = _avg(policy_rejected_logps, rejected_lengths, "rejected_lengths", "wrpo")
         mix = a * ws + (1 - a) * wt
-        losses = -F.logsigmoid(_scale(beta * (mix - lo) - gamma_beta_ratio * beta, logit_weights))
+        losses = sigmoid_loss(_scale(beta * (mix - lo) - gamma_beta_ratio * beta, logit_weights), label_smoothing)
         return LossOutput(losses, beta * mix.detach(), beta * lo.detach())
     ws = policy_chosen_logps - _need(reference_chosen_logps, "reference_chosen_logps", "wrpo")
     wt = policy_chosen_target_logps - _need(reference_chosen_target_logps, "reference_chosen_target_logps", "wrpo")
@@ -195,7 +207,7 @@ def wrpo(
     if wrpo_base != "dpo":
         raise ValueError(f"wrpo_base must be dpo, simpo or ipo (got {wrpo_base!r})")
     mix = a * ws + (1 - a) * wt
-    losses = -F.logsigmoid(_scale(beta * (mix - lo), logit_weights))
+    losses = sigmoid_loss(_scale(beta * (mix - lo), logit_weights), label_smoothing)
     return LossOutput(losses, beta * mix.detach(), beta * lo.detach())
 
 
@@ -272,10 +284,11 @@ def bpo(
     rejected_lengths: Tensor | None = None,
     beta: float = 0.1,
     alpha: float = 0.3,
-    bpo_variant: str = "sigmoid",
+    bpo_variant: str = "hinge",
     logit_weights: Tensor | None = None,
 ) -> LossOutput:
-    """BPO (FORMULAS C8): −log σ(β·min(u(y_w), α·(−u(y_l)))); `bpo_variant="hinge"`: relu(1 − β·min(…))."""
+    """BPO (FORMULAS C8): relu(1 − β·min(u(y_w), α·(−u(y_l)))) by default (`hinge`, the official training config);
+    `bpo_variant="sigmoid"`: −log σ(β·min(…))."""
     u_w = policy_chosen_logps - _need(reference_chosen_logps, "reference_chosen_logps", "bpo")
     u_l = policy_rejected_logps - _need(reference_rejected_logps, "reference_rejected_logps", "bpo")
     logits = _scale(beta * torch.minimum(u_w, alpha * -u_l), logit_weights)
@@ -293,13 +306,15 @@ def amapo(
     chosen_lengths: Tensor | None = None,
     rejected_lengths: Tensor | None = None,
     beta: float = 2.0,
+    label_smoothing: float = 0.0,
     batch_margins: Tensor | None = None,
     logit_weights: Tensor | None = None,
 ) -> LossOutput:
     """AMaPO (FORMULAS C9): m = avg(y_w) − avg(y_l); γ_i = β·exp(((μ − m_i)/s)·μ) if m_i < μ else 0; l = −log σ(β·m_i − γ_i).
 
-    μ, s (unbiased) come from `batch_margins` when the trainer passes the global batch's margins,
-    else from this call's margins; both detached.
+    μ, s (unbiased) come from `batch_margins` when the trainer passes them (the current forward pass
+    gathered over processes, as the official code does; or, with `amapo_stats="global"`, the whole
+    accumulated global batch), else from this call's margins; both detached.
     """
     a_w = _avg(policy_chosen_logps, chosen_lengths, "chosen_lengths", "amapo")
     a_l = _avg(policy_rejected_logps, rejected_lengths, "rejected_lengths", "amapo")
@@ -310,7 +325,7 @@ def amapo(
     s = torch.where(s > 0, s, torch.ones_like(s))
     md = m.detach()
     gamma = torch.where(md < mu, beta * torch.exp(((mu - md) / s) * mu), torch.zeros_like(md))
-    losses = -F.logsigmoid(_scale(beta * m - gamma, logit_weights))
+    losses = sigmoid_loss(_scale(beta * m - gamma, logit_weights), label_smoothing)
     return LossOutput(losses, beta * a_w.detach(), beta * a_l.detach())
 
 
@@ -371,6 +386,7 @@ def gamma_po(
     gamma_base: str = "simpo",
     queue: GapQueue | None = None,
     max_gaps: int = 256,
+    label_smoothing: float = 0.0,
     logit_weights: Tensor | None = None,
 ) -> LossOutput:
     """γ-PO (official code; FORMULAS C10): adaptive per-sample margins γ_i from past and current gaps.
@@ -394,7 +410,7 @@ def gamma_po(
     gamma = gamma_po_margins(gaps, gamma0, tau)[-b:].to(g.dtype)
     queue.push(g)
     shift = gamma - gamma0 if gamma_base == "dpo" else gamma
-    losses = -F.logsigmoid(_scale(g - shift, logit_weights))
+    losses = sigmoid_loss(_scale(g - shift, logit_weights), label_smoothing)
     return LossOutput(losses, chosen.detach(), rejected.detach())
 
 

@@ -20,10 +20,10 @@ from curate.train.logps import CHUNK_SIZE, sequence_logps
 CACHE_NAME = "reference_logps.pt"
 
 
-def cache_key(data_path: str, ref_model: str, max_length: int, max_prompt_length: int, n_examples: int) -> str:
+def cache_key(data_path: str, ref_model: str, max_length: int, max_prompt_length: int, n_examples: int, tag: str = "train") -> str:
     st = os.stat(data_path)
     raw = json.dumps([str(Path(data_path).resolve()), st.st_size, st.st_mtime_ns, str(Path(ref_model).resolve()),
-                      max_length, max_prompt_length, n_examples])  # fmt: skip
+                      max_length, max_prompt_length, n_examples, tag])  # fmt: skip
     return hashlib.sha1(raw.encode()).hexdigest()
 
 

@@ -119,6 +119,19 @@ class Trainer:
         allowed = KIND_LOSSES.get(self.data.kind, set(LOSSES) - {"wrpo", "multi_dpo"})
         if config.loss not in allowed:
             raise CurateError(f"loss `{config.loss}` does not train on a `{self.data.kind}` table; use {', '.join(sorted(allowed))}.")
+        self.eval_data = None
+        if config.eval_data is not None:
+            self.eval_data = load_preference_data(
+                config.eval_data, self.tokenizer, max_length=config.max_length, max_prompt_length=config.max_prompt_length,
+                use_weights=config.use_weights, wrap_plain_prompts=config.wrap_plain_prompts, allow_negative_weights=config.allow_negative_weights,
+            )  # fmt: skip
+        elif config.eval_fraction is not None:
+            self.data, self.eval_data = self.data.split_by_prompt(config.eval_fraction, config.seed)
+        margin_ok = {"dpo", "simpo"}
+        for d in (self.data, self.eval_data):
+            if d is not None and d.has_margin and config.loss not in margin_ok:
+                raise CurateError(f"the data has a `margin` column, which loss `{config.loss}` does not use; per-row margins work with "
+                                  f"{', '.join(sorted(margin_ok))}.")  # fmt: skip
 
         self.global_batch = config.batch_size * config.grad_accum * self.dist.world
         self.steps_per_epoch = len(self.data) // self.global_batch
@@ -127,9 +140,14 @@ class Trainer:
         self.total_steps = config.max_steps or max(1, math.ceil(config.epochs * self.steps_per_epoch))
         self.resume_dir = self._find_resume()
         self.reference_source = "none"
-        if uses_reference(config):
-            self._prepare_reference()
-        self.model = self._load_policy()
+        if config.lora_r is not None:  # the policy first: the reference is the same model with its adapters disabled
+            self.model = self._load_policy()
+            if uses_reference(config):
+                self._prepare_reference()
+        else:
+            if uses_reference(config):
+                self._prepare_reference()
+            self.model = self._load_policy()
         self.gap_queue = GapQueue(seed=config.seed) if config.loss == "gamma_po" else None
         params = [p for p in self.model.parameters() if p.requires_grad]
         self.optimizer = torch.optim.AdamW(
@@ -142,6 +160,15 @@ class Trainer:
         if self.resume_dir is not None:
             self._check_fingerprint(self.resume_dir)
             self._load_state(self.resume_dir)
+        self.diagnostics: list[tuple] = []  # (split, pair_id, epoch, step, weight, loss, chosen, rejected)
+        self.best_eval: float | None = None
+        self.board = None
+        if "tensorboard" in config.report_to and self.dist.main:
+            try:
+                from torch.utils.tensorboard import SummaryWriter
+            except ImportError as exc:
+                raise CurateError("--report-to tensorboard needs the tensorboard package (pip install 'curate-prefs[tensorboard]').") from exc
+            self.board = SummaryWriter(log_dir=str(self.out / "runs"))
 
     # --- setup -----------------------------------------------------------------------------------
 
@@ -198,8 +225,10 @@ class Trainer:
     def _load_policy(self) -> torch.nn.Module:
         model = getattr(self, "_policy", None)
         if model is None:
-            model = self._load_model(self.resume_dir or self.cfg.model)
+            model = self._load_model(self.cfg.model if self.cfg.lora_r is not None else (self.resume_dir or self.cfg.model))
         self._policy = None
+        if self.cfg.lora_r is not None:
+            model = self._with_lora(model)
         for m in model.modules():  # preference training runs without dropout, as TRL does
             if isinstance(m, torch.nn.Dropout):
                 m.p = 0.0
@@ -216,43 +245,67 @@ class Trainer:
             return torch.nn.parallel.DistributedDataParallel(model, device_ids=[self.device.index] if self.device.type == "cuda" else None)
         return model
 
+    def _with_lora(self, model: torch.nn.Module) -> torch.nn.Module:
+        """LoRA adapters on `model` (peft): new ones, or those of the checkpoint being resumed."""
+        try:
+            from peft import LoraConfig, PeftModel, get_peft_model
+        except ImportError as exc:
+            raise CurateError("--lora-r needs peft (pip install 'curate-prefs[lora]').") from exc
+        if self.resume_dir is not None:
+            return PeftModel.from_pretrained(model, str(self.resume_dir), is_trainable=True)
+        cfg = LoraConfig(r=self.cfg.lora_r, lora_alpha=self.cfg.lora_alpha, lora_dropout=self.cfg.lora_dropout, task_type="CAUSAL_LM",
+                         target_modules=self.cfg.lora_target_modules or "all-linear")  # fmt: skip
+        return get_peft_model(model, cfg)
+
     def _prepare_reference(self) -> None:
         """Reference log-probs from the data, the cache, or one no-grad pass (never a 2nd model in the loop).
 
         Only the examples this run will train on (its steps' global batches) are computed; the cache
         in the output folder keeps them, and a later, longer run computes just the ones still missing.
         """
-        if self.data.has_reference:
+        ref_path = self.cfg.ref_model or self.cfg.model
+        needed = sorted({i for step in range(self.total_steps) for i in self._global_batch(step)})
+        jobs = [] if self.data.has_reference else [(self.data, needed, reference.CACHE_NAME, self.cfg.data, "train")]
+        if self.eval_data is not None and not self.eval_data.has_reference:
+            jobs.append((self.eval_data, list(range(len(self.eval_data))), "reference_logps_eval.pt", self.cfg.eval_data or self.cfg.data,
+                         f"eval {self.cfg.eval_fraction}"))  # fmt: skip
+        if not jobs:
             self.reference_source = "data"
             return
-        ref_path = self.cfg.ref_model or self.cfg.model
-        key = reference.cache_key(self.cfg.data, ref_path, self.cfg.max_length, self.cfg.max_prompt_length, len(self.data))
-        cache = self.out / reference.CACHE_NAME
-        known = reference.load_cache(cache, key) or {}
-        needed = sorted({i for step in range(self.total_steps) for i in self._global_batch(step)})
-        missing = [i for i in needed if i not in known]
-        if not missing:
-            reference.attach(self.data, known, needed)
-            self.reference_source = "cache"
-            return
-        model = self._load_model(ref_path)
-        mine = missing[self.dist.rank :: self.dist.world]
-        ref = reference.compute_reference(model, self.data, pad_id=self.pad_id, batch_size=self.cfg.batch_size, device=self.device,
-                                          chunk_size=self.cfg.logps_chunk_size, indices=mine, autocast=self.bf16,
-                                          progress=self.dist.main and self.cfg.progress)  # fmt: skip
-        if self.dist.enabled:
-            parts: list[dict] = [{} for _ in range(self.dist.world)]
-            dist.all_gather_object(parts, ref)
-            ref = {k: v for part in parts for k, v in part.items()}
-        known.update(ref)
-        if self.dist.main:
-            reference.save_cache(cache, key, known)
-        reference.attach(self.data, known, needed)
-        self.reference_source = "computed"
-        if self.cfg.ref_model is None and self.resume_dir is None:
+        model, computed = None, False
+        for data, wanted, name, source, tag in jobs:
+            key = reference.cache_key(source, ref_path, self.cfg.max_length, self.cfg.max_prompt_length, len(data), tag)
+            known = reference.load_cache(self.out / name, key) or {}
+            missing = [i for i in wanted if i not in known]
+            if missing:
+                if model is None:
+                    model = self._reference_model(ref_path)
+                with self._adapters_disabled(model):
+                    ref = reference.compute_reference(model, data, pad_id=self.pad_id, batch_size=self.cfg.batch_size, device=self.device,
+                                                      chunk_size=self.cfg.logps_chunk_size, indices=missing[self.dist.rank :: self.dist.world],
+                                                      autocast=self.bf16, progress=self.dist.main and self.cfg.progress)  # fmt: skip
+                if self.dist.enabled:
+                    parts: list[dict] = [{} for _ in range(self.dist.world)]
+                    dist.all_gather_object(parts, ref)
+                    ref = {k: v for part in parts for k, v in part.items()}
+                known.update(ref)
+                if self.dist.main:
+                    reference.save_cache(self.out / name, key, known)
+                computed = True
+            reference.attach(data, known, wanted)
+        self.reference_source = "computed" if computed else "cache"
+        if model is not None and self.cfg.lora_r is None and self.cfg.ref_model is None and self.resume_dir is None:
             self._policy = model  # the reference was the initial policy: train this very model
-        else:
-            del model
+
+    def _reference_model(self, ref_path: str) -> torch.nn.Module:
+        """The policy itself under LoRA (its adapters are disabled while the reference is computed), else the reference model."""
+        if self.cfg.lora_r is not None and self.cfg.ref_model is None:
+            return self._unwrapped()
+        return self._load_model(ref_path)
+
+    def _adapters_disabled(self, model: torch.nn.Module):
+        disable = getattr(model, "disable_adapter", None)
+        return disable() if self.cfg.lora_r is not None and callable(disable) else contextlib.nullcontext()
 
     # --- one optimizer step ---------------------------------------------------------------------------
 
@@ -279,14 +332,21 @@ class Trainer:
         return lp.view(batch.n_responses, B).T, n.view(batch.n_responses, B).T
 
     def loss_on(self, batch: Batch, step: int, extra: dict[str, Any] | None = None) -> LossOutput:
-        """The unweighted per-example losses of a batch under the configured loss."""
+        """The unweighted per-example losses of a batch under the configured loss (policy log-probs kept in `last_logps`)."""
         lp, n = self._policy_logps(batch)
+        self.last_logps = lp.detach()
         ref = batch.ref
         kw: dict[str, Any] = {**self.cfg.loss_kwargs, **(extra or {})}
         if self.cfg.weight_mode == "logits":
             kw["logit_weights"] = batch.weights
         if self.gap_queue is not None:
             kw["queue"] = self.gap_queue
+        if batch.beta is not None:
+            kw["beta"] = batch.beta.to(lp.dtype)  # per-row β from the data
+        if batch.margin is not None:
+            kw["margin"] = batch.margin.to(lp.dtype)  # per-row target margin from the data
+        if self.cfg.loss == "amapo" and self.cfg.amapo_stats == "micro" and self.dist.enabled and "batch_margins" not in kw:
+            kw["batch_margins"] = self._gather((lp[:, 0] / n[:, 0] - lp[:, 1] / n[:, 1]).detach().float())
         fn = LOSSES[self.cfg.loss]
         if self.data.kind == "ranked":
             return fn(policy_logps=lp, reference_logps=ref, lengths=n, mask=batch.response_mask, rewards=batch.rewards, **kw)
@@ -298,6 +358,12 @@ class Trainer:
                       step=step, total_steps=self.total_steps, **kw)  # fmt: skip
         return fn(policy_chosen_logps=lp[:, 0], policy_rejected_logps=lp[:, 1], reference_chosen_logps=col(ref, 0),
                   reference_rejected_logps=col(ref, 1), chosen_lengths=n[:, 0], rejected_lengths=n[:, 1], **kw)  # fmt: skip
+
+    def _gather(self, t: torch.Tensor) -> torch.Tensor:
+        """`t` from every process, concatenated (micro-batches of equal size)."""
+        parts = [torch.zeros_like(t) for _ in range(self.dist.world)]
+        dist.all_gather(parts, t)
+        return torch.cat(parts)
 
     def _all_sum(self, values: list[float]) -> list[float]:
         if not self.dist.enabled:
@@ -330,9 +396,10 @@ class Trainer:
         else:
             denom = float(self.global_batch)
         extra = {}
-        if self.cfg.loss in GLOBAL_STATS_LOSSES and (len(batches) > 1 or self.dist.enabled):
+        if self.cfg.loss in GLOBAL_STATS_LOSSES and self.cfg.amapo_stats == "global" and (len(batches) > 1 or self.dist.enabled):
             extra["batch_margins"] = self._global_margins(batches)
-        sums = dict.fromkeys(("loss", "chosen", "rejected", "acc", "n", "tokens", "weight"), 0.0)
+        sums = dict.fromkeys(("loss", "chosen", "rejected", "acc", "n", "tokens", "weight", "logps_chosen", "logps_rejected"), 0.0)
+        epoch = self.step // self.steps_per_epoch
         for j, b in enumerate(batches):
             sync = self.dist.enabled and not self.cfg.fsdp and j < len(batches) - 1
             ctx = self.model.no_sync() if sync else contextlib.nullcontext()
@@ -350,7 +417,12 @@ class Trainer:
             sums["n"] += b.index.numel()
             sums["tokens"] += b.n_tokens
             sums["weight"] += float(b.weights.sum())
+            sums["logps_chosen"] += float(self.last_logps[:, 0].float().sum())
+            sums["logps_rejected"] += float(self.last_logps[:, -1].float().sum())
+            if self.cfg.diagnostics:
+                self._record("train", b, out, losses, epoch, self.step + 1)
         grad_norm = self._clip()
+        lr = self.scheduler.get_last_lr()[0]  # the rate this step uses (TRL logs the same)
         self.optimizer.step()
         self.scheduler.step()
         self.optimizer.zero_grad(set_to_none=True)
@@ -364,11 +436,129 @@ class Trainer:
             "rewards/rejected": totals["rejected"] / n,
             "rewards/margins": (totals["chosen"] - totals["rejected"]) / n,
             "rewards/accuracies": totals["acc"] / n,
+            "logps/chosen": totals["logps_chosen"] / n,
+            "logps/rejected": totals["logps_rejected"] / n,
             "weight_mean": totals["weight"] / n,
             "grad_norm": grad_norm,
-            "lr": self.scheduler.get_last_lr()[0],
+            "lr": lr,
             "tokens_per_s": totals["tokens"] / elapsed if elapsed > 0 else float("nan"),
         }
+
+    def _record(self, split: str, b: Batch, out: LossOutput, losses: torch.Tensor, epoch: int, step: int) -> None:
+        """Per-example diagnostics from the forward pass that was computed anyway (no extra compute)."""
+        data = self.data if split == "train" else self.eval_data
+        ids = [data.examples[i].pair_id for i in b.index.tolist()]
+        rows = zip(ids, b.weights.tolist(), losses.detach().tolist(), out.chosen_rewards.float().tolist(), out.rejected_rewards.float().tolist(),
+                   strict=True)  # fmt: skip
+        self.diagnostics.extend((split, pid, epoch, step, w, loss, c, r) for pid, w, loss, c, r in rows)
+
+    @torch.no_grad()
+    def evaluate(self) -> dict[str, float]:
+        """Loss (weighted as in training, and unweighted), rewards, margins and accuracies on the eval data, one no-grad pass."""
+        data = self.eval_data
+        mine = list(range(self.dist.rank, len(data), self.dist.world))
+        self.model.eval()
+        sums = dict.fromkeys(("wloss", "loss", "w", "chosen", "rejected", "acc", "wacc", "n"), 0.0)
+        epoch = self.step // self.steps_per_epoch
+        train_data, self.data = self.data, data  # loss_on reads the table kind and lengths from self.data
+        try:
+            for start in range(0, len(mine), self.cfg.batch_size):
+                b = collate(data, mine[start : start + self.cfg.batch_size], self.pad_id).to(self.device)
+                with self._autocast():
+                    out = self.loss_on(b, self.step)
+                losses, w = out.losses.float(), b.weights
+                won = (out.chosen_rewards > out.rejected_rewards).float()
+                sums["wloss"] += float((w * losses).sum())
+                sums["loss"] += float(losses.sum())
+                sums["w"] += float(w.sum())
+                sums["chosen"] += float(out.chosen_rewards.float().sum())
+                sums["rejected"] += float(out.rejected_rewards.float().sum())
+                sums["acc"] += float(won.sum())
+                sums["wacc"] += float((w * won).sum())
+                sums["n"] += b.index.numel()
+                if self.cfg.diagnostics:
+                    self._record_eval(b, out, losses, epoch)
+        finally:
+            self.data = train_data
+            self.model.train()
+        keys = list(sums)
+        t = dict(zip(keys, self._all_sum([sums[k] for k in keys]), strict=True))
+        n, w = max(t["n"], 1.0), t["w"] or 1.0
+        return {"eval/loss": t["wloss"] / n, "eval/loss_unweighted": t["loss"] / n, "eval/rewards/chosen": t["chosen"] / n,
+                "eval/rewards/rejected": t["rejected"] / n, "eval/rewards/margins": (t["chosen"] - t["rejected"]) / n,
+                "eval/rewards/accuracies": t["acc"] / n, "eval/rewards/accuracies_weighted": t["wacc"] / w}  # fmt: skip
+
+    def _record_eval(self, b: Batch, out: LossOutput, losses: torch.Tensor, epoch: int) -> None:
+        ids = [self.eval_data.examples[i].pair_id for i in b.index.tolist()]
+        rows = zip(ids, b.weights.tolist(), losses.tolist(), out.chosen_rewards.float().tolist(), out.rejected_rewards.float().tolist(), strict=True)
+        self.diagnostics.extend(("eval", pid, epoch, self.step, w, loss, c, r) for pid, w, loss, c, r in rows)
+
+    def write_diagnostics(self) -> Path | None:
+        """OUTPUT/diagnostics.parquet: one row per (example, epoch) of training and per evaluation, gathered from every process."""
+        if not self.cfg.diagnostics:
+            return None
+        rows = self.diagnostics
+        if self.dist.enabled:
+            parts: list[list] = [[] for _ in range(self.dist.world)]
+            dist.all_gather_object(parts, rows)
+            rows = [r for part in parts for r in part]
+        if not self.dist.main:
+            return None
+        import polars as pl
+
+        from curate.io import write
+
+        cols = ["split", "pair_id", "epoch", "step", "weight", "loss", "chosen_reward", "rejected_reward"]
+        df = pl.DataFrame(rows, schema=dict(zip(cols, (pl.String, pl.String, pl.Int64, pl.Int64, pl.Float64, pl.Float64, pl.Float64, pl.Float64),
+                                                       strict=True)), orient="row")  # fmt: skip
+        df = df.with_columns((pl.col("chosen_reward") - pl.col("rejected_reward")).alias("margin"),
+                             (pl.col("chosen_reward") > pl.col("rejected_reward")).alias("correct")).sort("split", "step", "pair_id",
+                                                                                                          maintain_order=True)  # fmt: skip
+        path = self.out / "diagnostics.parquet"
+        write(df, path)
+        return path
+
+    def _resume_diagnostics(self) -> None:
+        """Rows an interrupted run recorded up to the step resumed from (later rows are recomputed)."""
+        path = self.out / "diagnostics.parquet"
+        if self.resume_dir is None or not path.exists() or not self.cfg.diagnostics:
+            return
+        import polars as pl
+
+        old = pl.read_parquet(path).filter(pl.col("step") <= self.step).select("split", "pair_id", "epoch", "step", "weight", "loss",
+                                                                            "chosen_reward", "rejected_reward")  # fmt: skip
+        if self.dist.main:
+            self.diagnostics = [tuple(r) for r in old.iter_rows()]
+
+    def _log(self, row: dict[str, Any], metrics_path: Path) -> None:
+        if not self.dist.main:
+            return
+        with metrics_path.open("a") as fh:
+            fh.write(json.dumps(row) + "\n")
+        if self.board is not None:
+            for k, v in row.items():
+                if k != "step" and isinstance(v, (int, float)):
+                    self.board.add_scalar(k, v, row["step"])
+            self.board.flush()
+
+    def _after_eval(self, metrics: dict[str, float]) -> None:
+        """Keep the model with the lowest eval loss in OUTPUT/best (with --save-best)."""
+        loss = metrics["eval/loss"]
+        if not self.cfg.save_best or (self.best_eval is not None and loss >= self.best_eval):
+            return
+        self.best_eval = loss
+        best = self.out / "best"
+        tmp = self.out / ".best.tmp"
+        if self.dist.main:
+            shutil.rmtree(tmp, ignore_errors=True)
+            tmp.mkdir(parents=True)
+        if self.dist.enabled:
+            dist.barrier()
+        self._save_model(tmp)
+        if self.dist.main:
+            (tmp / "best.json").write_text(json.dumps({"step": self.step, **metrics}, indent=2))
+            shutil.rmtree(best, ignore_errors=True)
+            os.replace(tmp, best)
 
     def _clip(self) -> float:
         params = [p for p in self.model.parameters() if p.grad is not None]
@@ -383,6 +573,7 @@ class Trainer:
         """Run to `total_steps` (or `stop_after_steps`), checkpointing and logging; save the model at the end."""
         metrics_path = self.out / "metrics.jsonl"
         history = self._metrics_until(metrics_path, self.step)
+        self._resume_diagnostics()
         stop = min(self.total_steps, self.cfg.stop_after_steps or self.total_steps)
         progress = _Progress(self.dist.main and self.cfg.progress, self.total_steps, self.step)
         with progress:
@@ -390,10 +581,14 @@ class Trainer:
                 row = self.train_step(self._indices_for(self.step))
                 self.step += 1
                 row = {"step": self.step, "epoch": self.step / self.steps_per_epoch, **row}
+                due = self.eval_data is not None and ((self.cfg.eval_steps and self.step % self.cfg.eval_steps == 0) or self.step == self.total_steps)
+                if due:
+                    evaluation = self.evaluate()
+                    row.update(evaluation)
+                    self._after_eval(evaluation)
                 history.append(row)
-                if self.dist.main and (self.step % self.cfg.logging_steps == 0 or self.step == stop):
-                    with metrics_path.open("a") as fh:
-                        fh.write(json.dumps(row) + "\n")
+                if self.step % self.cfg.logging_steps == 0 or self.step == stop or due:
+                    self._log(row, metrics_path)
                 progress.update(row)
                 if self.cfg.save_steps and self.step % self.cfg.save_steps == 0 and self.step < self.total_steps:
                     self.save_checkpoint()
@@ -401,6 +596,9 @@ class Trainer:
             self.save_checkpoint()  # stopped early: leave a checkpoint to resume from
         if self.step >= self.total_steps and self.cfg.save_model:
             self.save_final()
+        self.write_diagnostics()
+        if self.board is not None:
+            self.board.close()
         if self.dist.enabled:
             dist.barrier()
         return TrainResult(self.out, self.step, history, self.reference_source, self.data.step)
@@ -450,7 +648,8 @@ class Trainer:
             self.tokenizer.save_pretrained(folder)
 
     def save_checkpoint(self) -> Path:
-        """Model, optimizer, scheduler, RNG, data position and loss state: an exact resume point."""
+        """Model, optimizer, scheduler, RNG, data position and loss state: an exact resume point (diagnostics so far too)."""
+        self.write_diagnostics()
         final = self.out / f"checkpoint-{self.step}"
         tmp = self.out / f".checkpoint-{self.step}.tmp"
         if self.dist.main:
@@ -490,7 +689,14 @@ class Trainer:
         self.step = int(shared["step"])
 
     def save_final(self) -> None:
+        """The trained model (with LoRA: the adapters, and with `merge_lora` the merged model in OUTPUT/merged) and the config."""
         self._save_model(self.out)
+        if self.cfg.lora_r is not None and self.cfg.merge_lora and self.dist.main:
+            import copy
+
+            merged = copy.deepcopy(self._unwrapped()).merge_and_unload()
+            merged.save_pretrained(self.out / "merged")
+            self.tokenizer.save_pretrained(self.out / "merged")
         if self.dist.main:
             import yaml
 
