@@ -110,19 +110,21 @@ POLARS = {
         import numpy as np
         from rapidfuzz.distance import Levenshtein
         from rapidfuzz.process import cpdist
-        s = pl.scan_parquet(SRC).with_row_index("row").select("prompt_id", "prompt", "row", "response", "reward", "ref_logp")
-        c = s.rename({"response": "chosen", "reward": "chosen_reward", "row": "c_row", "ref_logp": "c_ref"})
-        r = s.select("prompt_id", rejected="response", rejected_reward="reward", r_row="row", r_ref="ref_logp")
-        def dist(b):  # word-level Levenshtein: rapidfuzz splits each text itself (processor)
-            a, z = b.struct.field("chosen").to_list(), b.struct.field("rejected").to_list()
-            return pl.Series(cpdist(a, z, scorer=Levenshtein.distance, processor=str.split, workers=-1, dtype=np.int64))
-        out = c.join(r, on="prompt_id").filter(pl.col("chosen_reward") > pl.col("rejected_reward")).with_columns(
-            d=pl.struct("chosen", "rejected").map_batches(dist, return_dtype=pl.Int64))
-        m = pl.col("chosen_reward") - pl.col("rejected_reward")
-        dp = (pl.col("c_ref") - pl.col("r_ref")).abs()
-        out = out.filter(pl.col("d") > 0).with_columns(dcrm=(1 / (1 + (-m).exp()) - 0.5) / (pl.col("d") + dp + 1.0))
-        top = pl.int_range(pl.len()).over("prompt_id", order_by=[-pl.col("dcrm"), -m, dp, pl.col("d"), pl.col("c_row"), pl.col("r_row")])
-        out.filter(top == 0).sort("c_row").drop("c_row", "r_row").sink_parquet(OUT)""",
+        s = pl.scan_parquet(SRC).with_row_index("row").select("prompt_id", "prompt", "row", "response", "reward", "ref_logp").collect()
+        ids = s["prompt_id"].unique(maintain_order=True)
+        parts = []
+        for k in range(0, len(ids), 2000):  # a chunk of prompts at a time: every pair's word-level Levenshtein
+            chunk = s.filter(pl.col("prompt_id").is_in(ids[k : k + 2000].implode()))
+            c = chunk.rename({"response": "chosen", "reward": "chosen_reward", "row": "c_row", "ref_logp": "c_ref"})
+            r = chunk.select("prompt_id", rejected="response", rejected_reward="reward", r_row="row", r_ref="ref_logp")
+            p = c.join(r, on="prompt_id").filter(pl.col("chosen_reward") > pl.col("rejected_reward"))
+            d = cpdist(p["chosen"].to_list(), p["rejected"].to_list(), scorer=Levenshtein.distance, processor=str.split, workers=-1, dtype=np.int64)
+            m = pl.col("chosen_reward") - pl.col("rejected_reward")
+            dp = (pl.col("c_ref") - pl.col("r_ref")).abs()
+            p = p.with_columns(d=pl.Series(d)).filter(pl.col("d") > 0).with_columns(dcrm=(1 / (1 + (-m).exp()) - 0.5) / (pl.col("d") + dp + 1.0))
+            top = pl.int_range(pl.len()).over("prompt_id", order_by=[-pl.col("dcrm"), -m, dp, pl.col("d"), pl.col("c_row"), pl.col("r_row")])
+            parts.append(p.filter(top == 0))
+        pl.concat(parts).sort("c_row").drop("c_row", "r_row").write_parquet(OUT)""",
     "score difficulty --per-prompt": """
         s = pl.scan_parquet(SRC).with_row_index("row")
         w = s.filter(~pl.col("correct")).group_by("prompt_id", "answer").len().group_by("prompt_id").agg(pe=pl.col("len").max())
@@ -261,14 +263,16 @@ def run_size(prompts: int, big_join_max: int, tmp: Path, only: set[str] | None) 
         big = job in ("pairs best-of-n2", "pairs all", "score alignment_potential")
         n = min(prompts, big_join_max) if big else prompts
         src = samples if job.startswith(("pairs", "score difficulty", "sql")) else pairs
+        small = samples  # the samples of the first n prompts
         if big and n != prompts:
-            src_small = tmp / f"samples_{n}.parquet"
-            if not src_small.exists():
-                pl.scan_parquet(samples).filter(pl.col("prompt_id") < f"q{n:07d}").sink_parquet(src_small)
-            src = src_small
-        if job == "score alignment_potential":
+            small = tmp / f"samples_{n}.parquet"
+            if not small.exists():
+                pl.scan_parquet(samples).filter(pl.col("prompt_id") < f"q{n:07d}").sink_parquet(small)
+            if job.startswith("pairs"):
+                src = small
+        if job == "score alignment_potential":  # scored over every pair of the first n prompts' samples
             if not all_pairs.exists():
-                subprocess.run([*CURATE, "pairs", str(src), "--strategy", "all", "-o", str(all_pairs)], check=True, capture_output=True)
+                subprocess.run([*CURATE, "pairs", str(small), "--strategy", "all", "-o", str(all_pairs)], check=True, capture_output=True)
             src = all_pairs
         ext = ".jsonl" if "jsonl" in job else ("" if job == "export hf" else ".parquet")
         result = {"job": job, "prompts": n}

@@ -41,6 +41,23 @@ Dedup = Annotated[bool, typer.Option("--dedup", help="Drop duplicate (prompt_id,
 DropInvalid = Annotated[
     bool, typer.Option("--drop-invalid", help="Drop rows with empty text or non-finite numbers instead of failing (counted).")
 ]
+DataEngine = Annotated[str, typer.Option("--engine", help="local (this process) | ray (Ray Data across a cluster: parquet in, a sharded folder out).")]
+RayAddress = Annotated[Optional[str], typer.Option("--ray-address", help="Ray cluster to join (default: $RAY_ADDRESS, else a local Ray).")]
+Buckets = Annotated[Optional[int], typer.Option("--buckets", help="With --engine ray: buckets of whole prompts (default: 2 per cluster CPU).")]
+RayResume = Annotated[bool, typer.Option("--resume", help="With --engine ray: keep the buckets an interrupted run of the same job finished.")]
+
+
+def engine_opts(engine: str, address: str | None, buckets: int | None, resume: bool) -> dict | None:
+    """None for the local engine; the Ray options otherwise."""
+    from curate.errors import CurateError
+
+    if engine not in ("local", "ray"):
+        raise CurateError(f"--engine must be local or ray (got {engine!r}).")
+    if engine == "local":
+        if address or buckets or resume:
+            raise CurateError("--ray-address, --buckets and --resume go with --engine ray.")
+        return None
+    return {"address": address, "buckets": buckets, "resume": resume}
 
 
 @contextmanager
@@ -77,13 +94,34 @@ def parse_params(items: list[str]) -> dict[str, object]:
     return params
 
 
-def step_cli(name: str, params: dict, src: Path, kind: str | None, build: "Build", output: Path, fmt: str | None, **read_opts: object):
-    """Run a step (curate.steps.run_step) and print what it did."""
+def step_cli(name: str, params: dict, src: Path, kind: str | None, build: "Build", output: Path, fmt: str | None, *, ray: dict | None = None,
+             phases: list | None = None, ray_build=None, **read_opts: object):  # fmt: skip
+    """Run a step (curate.steps.run_step, or curate.distributed.run_step with `ray`) and print what it did.
+
+    On Ray, `ray_build(frame, step, known)` gets the whole-table values the `phases` computed.
+    """
+    if ray is not None:
+        return ray_step_cli(name, params, src, kind, ray_build or (lambda f, s, known: build(f, s)), output, fmt, ray, phases or [], read_opts)
     from curate.steps import run_step
 
     step = run_step(name, params, src, kind, build, output, fmt, **read_opts)
     print_step(step, output)
     return step
+
+
+def ray_step_cli(name: str, params: dict, src, kind: str | None, build, output: Path, fmt: str | None, ray: dict, phases: list, read_opts: dict):
+    from curate import distributed
+    from curate.sinks import format_of
+
+    fmt = fmt or ("parquet" if output.suffix == "" else format_of(output))
+    if fmt in ("hf", "hub"):
+        fmt = "parquet"  # the shards are a Hub layout already
+    job = distributed.Job(name, params, kind, build, fmt, {k: v for k, v in read_opts.items() if k != "uses"}, phases)
+    done = distributed.run_step(job, src, output, say=lambda text: err_console.print(text, highlight=False), **ray)
+    print_step(done.step, None)
+    resumed = f", {done.resumed} resumed" if done.resumed else ""
+    err_console.print(f"wrote [bold]{done.output}[/] ({len(done.shards)} shards from {done.buckets} buckets of prompts{resumed}, Ray)", highlight=False)
+    return done.step
 
 
 @app.command()
@@ -95,13 +133,17 @@ def ingest(
     drop_invalid: DropInvalid = False,
     split: Split = None,
     rehash_prompt_ids: Rehash = False,
+    engine: DataEngine = "local",
+    ray_address: RayAddress = None,
+    buckets: Buckets = None,
+    resume: RayResume = False,
 ) -> None:
     """Validate samples (adding prompt_id and model when absent; splitting a `messages` column) and write them."""
     with guarded():
         params = {"dedup": dedup, "drop_invalid": drop_invalid, "split": split}
         src = [str(p) for p in samples] if len(samples) > 1 else samples[0]
         step_cli("ingest", {**params, "rehash_prompt_ids": rehash_prompt_ids or None}, src, "samples", lambda f, s: f, output, fmt, dedup=dedup,
-                 drop_invalid=drop_invalid, split=split, rehash_prompt_ids=rehash_prompt_ids)
+                 drop_invalid=drop_invalid, split=split, rehash_prompt_ids=rehash_prompt_ids, ray=engine_opts(engine, ray_address, buckets, resume))
 
 
 @app.command()
@@ -118,6 +160,10 @@ def pairs(
     drop_invalid: DropInvalid = False,
     split: Split = None,
     rehash_prompt_ids: Rehash = False,
+    engine: DataEngine = "local",
+    ray_address: RayAddress = None,
+    buckets: Buckets = None,
+    resume: RayResume = False,
 ) -> None:
     """Build preference pairs (TRL prompt/chosen/rejected + weight) from samples."""
     with guarded():
@@ -129,8 +175,13 @@ def pairs(
         def build(frame, step):
             return build_pairs(frame, strategy=strategy, by=by, k=k, seed=seed, step=step, **extra)
 
+        ray = engine_opts(engine, ray_address, buckets, resume)
+        if ray is not None and by is not None:
+            from curate.distributed import refuse_table_level
+
+            refuse_table_level(by, "--by")
         step_cli("pairs", params, samples, "samples", build, output, fmt, dedup=dedup, drop_invalid=drop_invalid, split=split,
-                 rehash_prompt_ids=rehash_prompt_ids)
+                 rehash_prompt_ids=rehash_prompt_ids, ray=ray)
 
 
 @app.command()
@@ -144,6 +195,10 @@ def triplets(
     drop_invalid: DropInvalid = False,
     split: Split = None,
     rehash_prompt_ids: Rehash = False,
+    engine: DataEngine = "local",
+    ray_address: RayAddress = None,
+    buckets: Buckets = None,
+    resume: RayResume = False,
 ) -> None:
     """Build WRPO triplets: best source response, best and worst target response."""
     with guarded():
@@ -155,7 +210,7 @@ def triplets(
             return build_triplets(frame, target_model, rejected_from=rejected_from, step=step)
 
         step = step_cli("triplets", params, samples, "samples", build, output, fmt, dedup=dedup, drop_invalid=drop_invalid, split=split,
-                 rehash_prompt_ids=rehash_prompt_ids)
+                        rehash_prompt_ids=rehash_prompt_ids, ray=engine_opts(engine, ray_address, buckets, resume))
         if step.rows_out == 0:
             err_console.print("[yellow]warning:[/] no triplet could be formed; see the drop reasons above.", highlight=False)
 
@@ -171,6 +226,10 @@ def rank(
     drop_invalid: DropInvalid = False,
     split: Split = None,
     rehash_prompt_ids: Rehash = False,
+    engine: DataEngine = "local",
+    ray_address: RayAddress = None,
+    buckets: Buckets = None,
+    resume: RayResume = False,
 ) -> None:
     """Build ranked lists (best first) per prompt for Multi-DPO."""
     with guarded():
@@ -182,7 +241,7 @@ def rank(
             return build_ranked(frame, min_responses=min_responses, max_responses=max_responses, step=step)
 
         step_cli("rank", params, samples, "samples", build, output, fmt, dedup=dedup, drop_invalid=drop_invalid, split=split,
-                 rehash_prompt_ids=rehash_prompt_ids)
+                 rehash_prompt_ids=rehash_prompt_ids, ray=engine_opts(engine, ray_address, buckets, resume))
 
 
 @app.command()
@@ -203,15 +262,29 @@ def select(
     fmt: Format = None,
     split: Split = None,
     drop_invalid: DropInvalid = False,
+    engine: DataEngine = "local",
+    ray_address: RayAddress = None,
+    buckets: Buckets = None,
+    resume: RayResume = False,
 ) -> None:
     """Filter and rank rows, and set weights; every dropped row is counted with its reason."""
     with guarded():
+        from curate.selection import given_by_phases, select_phases
         from curate.selection import select as run_select
 
         params = {"where": where, "top": top, "top_k": top_k, "by": by, "per_prompt": per_prompt, "weight": weight, "normalize_weights": normalize_weights}
+        ray = engine_opts(engine, ray_address, buckets, resume)
+        phases = None
+        if ray is not None:
+            from curate.distributed import refuse_table_level
+
+            for col, opt in ((by, "--by"), (weight, "--weight")):
+                refuse_table_level(col, opt, table=table_path)
+            phases = select_phases(**params, allow_file_access=allow_file_access)
         step_cli("select", {**params, "allow_file_access": allow_file_access or None}, table_path, None,
                  lambda f, s: run_select(f, step=s, allow_file_access=allow_file_access, **params), output, fmt, split=split,
-                 drop_invalid=drop_invalid)  # fmt: skip
+                 drop_invalid=drop_invalid, ray=ray, phases=phases,
+                 ray_build=lambda f, s, known: run_select(f, step=s, given=given_by_phases(known), **params))  # fmt: skip
 
 
 @app.command()
@@ -232,7 +305,7 @@ def sql(
     """
     with guarded():
         from curate.io import write
-        from curate.report import Lineage, Step
+        from curate.lineage import Lineage, Step
         from curate.sql import run
 
         with spinner("running SQL"):
@@ -261,11 +334,24 @@ def export(
     license: Annotated[Optional[str], typer.Option("--license", help="License for the dataset card (default: the input card's).")] = None,
     split: Split = None,
     drop_invalid: DropInvalid = False,
+    engine: DataEngine = "local",
+    ray_address: RayAddress = None,
+    buckets: Buckets = None,
+    resume: RayResume = False,
 ) -> None:
     """Export a table to parquet, jsonl, a Hub dataset folder (with a dataset card) or a save_to_disk folder."""
     with guarded():
         from curate.export import export as run_export
 
+        ray = engine_opts(engine, ray_address, buckets, resume)
+        if ray is not None:
+            from curate.export import exported_frame, load_tokenizer
+
+            tok = load_tokenizer(tokenizer) if tokenizer is not None else None
+            params = {"format": fmt, "trl": trl, "style": format_style, "license": license}
+            step_cli("export", params, table_path, None, lambda f, s: exported_frame(f, s, trl=trl, style=format_style, tokenizer=tok), output, fmt,
+                     split=split, drop_invalid=drop_invalid, ray=ray)  # fmt: skip
+            return
         with spinner(f"exporting {output}"):
             done = run_export(table_path, output, fmt, trl=trl, style=format_style, tokenizer=tokenizer, license=license, split=split,
                               drop_invalid=drop_invalid)  # fmt: skip
@@ -301,18 +387,24 @@ def score(
     fmt: Format = None,
     drop_invalid: DropInvalid = False,
     split: Split = None,
+    engine: DataEngine = "local",
+    ray_address: RayAddress = None,
+    buckets: Buckets = None,
+    resume: RayResume = False,
 ) -> None:
     """Add scorer columns to a table (every row is kept)."""
     with guarded():
-        from curate.scoring import columns_used, score_table
+        from curate.scoring import columns_used, score_phases, score_table
 
         params = parse_params(param)
+        ray = engine_opts(engine, ray_address, buckets, resume)
 
         def build(frame, step):
             return score_table(frame, scorer, per_prompt=per_prompt, **params)
 
         step_cli("score", {"scorers": scorer, "per_prompt": per_prompt, **params}, table_path, None, build, output, fmt, drop_invalid=drop_invalid,
-                 split=split, uses=columns_used(scorer) if per_prompt else None)  # fmt: skip
+                 split=split, uses=columns_used(scorer) if per_prompt else None, ray=ray, phases=score_phases(scorer, params) if ray else None,
+                 ray_build=lambda f, s, known: score_table(f, scorer, per_prompt=per_prompt, statistics=known.get("scorers"), **params))  # fmt: skip
 
 
 @app.command()
@@ -442,7 +534,7 @@ def stage_cli(name: str, params: dict, src: Path, kind: str, fn, output: Path, *
 
     from curate.io import load
     from curate.models.shards import run_sharded
-    from curate.report import Step
+    from curate.lineage import Step
 
     step = Step(name, params=params, inputs=[str(src)])
     table = load(src, kind, drop_invalid=bool(drop_invalid), step=step, drop_hint=drop_invalid is not None)  # None: the command has no --drop-invalid
@@ -614,7 +706,7 @@ def augment(
         from curate.io import load, write
         from curate.models.engines import make_engine
         from curate.models.stages import augment_prompts
-        from curate.report import Lineage, Step
+        from curate.lineage import Lineage, Step
         from curate.schema import prompt_hash
 
         step = Step("augment", params={"model": str(model), "n": n, "shots": shots, "seed": seed}, inputs=[str(seed_file)])
@@ -631,6 +723,28 @@ def augment(
         step.rows_out = df.height
         write(df, output, fmt, lineage=Lineage(sources=table.lineage.sources, steps=[*table.lineage.steps, step]))
         print_step(step, output)
+
+
+@app.command("report")
+def report_cmd(
+    inputs: Annotated[list[Path], typer.Argument(metavar="IN...", help="Tables (samples, pairs, ...) and training output folders.")],
+    output: Annotated[Path, typer.Option("--output", "-o", help="The HTML file to write.")],
+    title: Annotated[Optional[str], typer.Option(help="Page title.")] = None,
+) -> None:
+    """Write one self-contained HTML report (charts inlined, opens offline) about tables and training runs."""
+    with guarded():
+        from curate.report import report
+
+        with spinner(f"writing {output}"):
+            sections = report([str(p) for p in inputs], output, title)
+        n = sum(len(s.charts) for s in sections)
+        err_console.print(f"wrote [bold]{escape_text(str(output))}[/] ({len(sections)} sections, {n} charts)", highlight=False)
+
+
+def escape_text(text: str) -> str:
+    from rich.markup import escape
+
+    return escape(text)
 
 
 @app.command("tiny-models")
@@ -662,16 +776,61 @@ def list_scorers() -> None:
         out_console.print(t)
 
 
+@app.command("run")
+def run_recipe(
+    recipe: Annotated[Path, typer.Argument(help="A recipe YAML file.")],
+    workdir: Annotated[Optional[Path], typer.Option(help="Folder for the outputs (default: RECIPE.work next to the recipe).")] = None,
+    force: Annotated[bool, typer.Option("--force", help="Run every step, even those up to date.")] = False,
+    start: Annotated[Optional[str], typer.Option("--from", help="Run from this step on (the earlier ones as usual).")] = None,
+    only: Annotated[Optional[str], typer.Option("--only", help="Run this step only.")] = None,
+    dry_run: Annotated[bool, typer.Option("--dry-run", help="Print what would run or be skipped, and stop.")] = False,
+) -> None:
+    """Run a recipe: a list of curate steps, each reading an earlier output; up-to-date steps are skipped."""
+    with guarded():
+        from curate.recipes import Runner, load_recipe
+
+        commands = recipe_commands()
+        plan = load_recipe(recipe, commands)
+        Runner(plan, commands, invoke_command, workdir).run(force=force, start=start, only=only, dry_run=dry_run)
+
+
+def recipe_commands() -> dict:
+    import typer.main
+
+    return typer.main.get_command(app).commands
+
+
+def invoke_command(argv: list[str]) -> int:
+    """Run one curate command in this process and return its exit code (what `curate run` does for each step)."""
+    import click
+
+    try:
+        app(argv, standalone_mode=False, prog_name="curate")
+    except (typer.Exit, click.exceptions.Exit) as exc:
+        return int(getattr(exc, "exit_code", 0) or 0)
+    except click.UsageError as exc:
+        err_console.print(f"[bold red]error:[/] {escape_text(exc.format_message())}", highlight=False)
+        return 2
+    return 0
+
+
 @app.command()
 def demo(
     out: Annotated[Path, typer.Option("--out", help="Folder for the demo outputs.")] = Path("curate-demo"),
-    data: Annotated[Optional[Path], typer.Option(help="Samples file (default: the bundled GSM8K 6-system data).")] = None,
+    force: Annotated[bool, typer.Option("--force", help="Run every step again.")] = False,
 ) -> None:
-    """Run the main job on bundled data: validate, pair correct-vs-incorrect, select, export TRL jsonl + HF folder."""
+    """The main job end to end on bundled data: `curate run` of the bundled recipe examples/recipes/demo.yaml."""
     with guarded():
-        from curate.demo import run_demo
+        from curate.recipes import Runner, load_recipe
 
-        run_demo(out, data, console=out_console)
+        recipe = Path(__file__).resolve().parent.parent / "examples" / "recipes" / "demo.yaml"
+        if not recipe.exists():
+            from curate.errors import CurateError
+
+            raise CurateError(f"{recipe}: the demo recipe is not there (curate demo runs from a clone of the repository).")
+        commands = recipe_commands()
+        Runner(load_recipe(recipe, commands), commands, invoke_command, out).run(force=force)
+        err_console.print(f"demo outputs in [bold]{escape_text(str(out))}[/]; the report is {escape_text(str(out / 'report.html'))}", highlight=False)
 
 
 def main() -> None:

@@ -13,7 +13,7 @@ from rich.table import Table as RichTable
 if TYPE_CHECKING:  # pragma: no cover
     import polars as pl
 
-    from curate.report import Step
+    from curate.lineage import Step
 
 out_console = Console()
 err_console = Console(stderr=True)

@@ -14,7 +14,7 @@ from curate import messages as msg
 from curate.errors import CurateError
 from curate.formats import to_style
 from curate.io import Source
-from curate.report import Lineage, Step
+from curate.lineage import Lineage, Step
 from curate.schema import detect_kind
 from curate.sinks import format_of
 from curate.steps import inputs_of
@@ -57,21 +57,13 @@ def export(
     from curate.steps import run_step
 
     fmt = format_of(out, fmt)
-    tok = _tokenizer(tokenizer) if tokenizer is not None else None
+    tok = load_tokenizer(tokenizer) if tokenizer is not None else None
     card_license = license or (resolve(src, split)[2] or {}).get("license")
     written: dict[str, Any] = {}
 
     def build(frame: pl.LazyFrame, step: Step) -> pl.LazyFrame:
-        names = frame.collect_schema().names()
-        kind = detect_kind(names)
-        if trl:
-            if kind != "pairs":
-                raise CurateError(f"--trl exports `pairs` tables; this one is a `{kind}` table.")
-            frame = frame.select([c for c in TRL_COLUMNS if c in names])
-        frame = to_style(frame, style, tokenizer=tok)
+        frame = exported_frame(frame, step, trl=trl, style=style, tokenizer=tok)
         written["style"] = msg.style_of(frame.collect_schema())
-        if "weight" in frame.collect_schema().names():
-            step.observe("weights", weight_stats_frame(frame))
         return frame
 
     def card(schema: pl.Schema, rows: int, frame: pl.LazyFrame, lineage: Lineage, kind: str) -> str:
@@ -91,7 +83,21 @@ def export(
     return done
 
 
-def _tokenizer(path: str | os.PathLike) -> Any:
+def exported_frame(frame: pl.LazyFrame, step: Step, *, trl: bool = False, style: str | None = None, tokenizer: Any = None) -> pl.LazyFrame:
+    """The table as exported: TRL's pair columns if `trl`, in TRL's `style`; the weights' statistics observed on `step`."""
+    names = frame.collect_schema().names()
+    kind = detect_kind(names)
+    if trl:
+        if kind != "pairs":
+            raise CurateError(f"--trl exports `pairs` tables; this one is a `{kind}` table.")
+        frame = frame.select([c for c in TRL_COLUMNS if c in names])
+    frame = to_style(frame, style, tokenizer=tokenizer)
+    if "weight" in frame.collect_schema().names():
+        step.observe("weights", weight_stats_frame(frame))
+    return frame
+
+
+def load_tokenizer(path: str | os.PathLike) -> Any:
     from transformers import AutoTokenizer
 
     p = Path(path)

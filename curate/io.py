@@ -19,7 +19,7 @@ import pyarrow as pa
 
 from curate import hub
 from curate.errors import CurateError, SchemaError
-from curate.report import Lineage, Step
+from curate.lineage import Lineage, Step
 from curate.schema import Checked, check, detect_kind, validate
 from curate.sinks import (  # noqa: F401  (re-exported: the writing side of curate.io)
     FORMATS,

@@ -16,7 +16,7 @@ import polars as pl
 
 import scorers
 from curate.errors import CurateError, SchemaError
-from curate.report import Step
+from curate.lineage import Step
 from curate.roles import KEY, PAIR_ORDER, PROMPT_ORDER, ROW, as_role, finish, rank_within, shared_columns, with_row_numbers
 from scorers.dcrm import REF, prob_distance_expr
 

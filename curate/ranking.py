@@ -5,7 +5,7 @@ from __future__ import annotations
 import polars as pl
 
 from curate.errors import CurateError, SchemaError
-from curate.report import Step
+from curate.lineage import Step
 from curate.roles import KEY, PROMPT_ORDER, finish, with_row_numbers
 
 RANKED_ORDER = ("prompt_id", "prompt", "responses", "rewards", "models", "pair_id", "ref_logps", "logps", "n_tokens", "weight")

@@ -10,6 +10,7 @@ from __future__ import annotations
 import polars as pl
 
 import scorers
+from curate.schema import SOURCE_ROW
 
 ROW = "__row"  # internal: the response's row number in the samples table (deterministic tie-breaks)
 PROMPT_ORDER = "__prompt_order"  # internal: first row number of the prompt (outputs follow input order)
@@ -69,8 +70,10 @@ def with_row_numbers(samples: pl.LazyFrame) -> pl.LazyFrame:
 
     Reusing validation's row index keeps the checks and the step on one shared plan (one read of the input).
     """
-    if ROW not in samples.collect_schema().names():
-        samples = samples.with_row_index(ROW)
+    names = samples.collect_schema().names()
+    if ROW not in names:
+        # a block of a distributed run numbers its rows as the whole input does (curate.distributed)
+        samples = samples.with_columns(pl.col(SOURCE_ROW).alias(ROW)) if SOURCE_ROW in names else samples.with_row_index(ROW)
     return samples.with_columns(pl.col(ROW).cast(pl.Int64), pl.col(ROW).min().over(KEY).cast(pl.Int64).alias(PROMPT_ORDER))
 
 

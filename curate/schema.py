@@ -14,7 +14,7 @@ import polars as pl
 
 from curate import messages as msg
 from curate.errors import SchemaError
-from curate.report import Step
+from curate.lineage import Step
 
 KINDS = ("samples", "pairs", "triplets", "ranked")
 
@@ -103,6 +103,7 @@ SCHEMAS: dict[str, list[Column]] = {
 }
 
 _MAX_ROWS_SHOWN = 5
+SOURCE_ROW = "__source_row"  # internal: a row's number in the whole input, on a block of a distributed run (curate.distributed)
 _ORIG = "__orig_"  # internal: a column as it was read, kept for the checks of its conversion
 
 
@@ -288,7 +289,8 @@ def check(
 
     if only is not None:
         checks = [c for c in checks if c[0] in only]
-    base = frame.with_row_index("__row")
+    # a block of a distributed run carries each row's global input row (curate.distributed): rows keep their numbers
+    base = frame.with_columns(pl.col(SOURCE_ROW).alias("__row")) if SOURCE_ROW in names else frame.with_row_index("__row")
     if kind == "samples" and "model" not in names:
         base = base.with_columns(pl.lit("policy", dtype=STR).alias("model"))
     # one column: the index of the first check a row fails (each bad row counts once, under it), null when it passes

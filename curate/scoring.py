@@ -10,9 +10,13 @@ import scorers
 from curate.errors import CurateError
 
 
-def score_table(frame: pl.LazyFrame, names: list[str], *, per_prompt: bool = False, **params: Any) -> pl.LazyFrame:
-    """Run the scorers `names`; with `per_prompt`, keep one row per prompt (prompt_id, prompt, prompt-level columns)."""
-    out = scorers.score(frame, names, **params)
+def score_table(frame: pl.LazyFrame, names: list[str], *, per_prompt: bool = False, statistics: dict[str, Any] | None = None,
+                **params: Any) -> pl.LazyFrame:  # fmt: skip
+    """Run the scorers `names`; with `per_prompt`, keep one row per prompt (prompt_id, prompt, prompt-level columns).
+
+    `statistics`: whole-table values of the scorers that need them, computed elsewhere (`score_phases`).
+    """
+    out = scorers.score(frame, names, statistics=statistics, **params)
     if not per_prompt:
         return out
     prompt_level = [c for n in names if scorers.registry()[n].level == "prompt" for c in scorers.registry()[n].produces]
@@ -37,3 +41,46 @@ def columns_used(names: list[str]) -> set[str]:
         if cls is not None:
             out |= set(cls.requires) | {"answer", "correct"}
     return out
+
+
+def score_phases(names: list[str], params: dict[str, Any]) -> list[Any]:
+    """The whole-table statistics of the scorers `names` (z-score moments, thresholds) as one phase of a distributed run.
+
+    Each block computes every such scorer's partial row over its table with the scorers before it
+    applied (row-local ones); the driver merges them with the scorer's own `merge_statistics`.
+    """
+    from curate.distributed import Phase
+
+    found = scorers.instances(names, params)
+    table_level = [n for n, s in found.items() if type(s).table_statistics is not scorers.Scorer.table_statistics]
+    if not table_level:
+        return []
+
+    def partial(frame: pl.LazyFrame, known: dict[str, Any]) -> pl.LazyFrame:
+        rows = []
+        for i, name in enumerate(names):
+            if name not in table_level:
+                continue
+            before = [n for n in names[:i] if n not in table_level]
+            stats = found[name].table_statistics(scorers.score(frame, before, **_params_of(before, params)) if before else frame)
+            if stats is not None:
+                rows.append(stats.select(pl.all().name.prefix(f"{name}:")))
+        return pl.concat(rows, how="horizontal") if rows else frame.select(pl.lit(None).alias("none")).head(1)
+
+    def merge(parts: list[dict[str, Any]], known: dict[str, Any]) -> dict[str, Any]:
+        out = {}
+        for name in table_level:
+            mine = [{k.removeprefix(f"{name}:"): v for k, v in p.items() if k.startswith(f"{name}:")} for p in parts]
+            if any(mine):
+                out[name] = found[name].merge_statistics(mine)
+        return out
+
+    return [Phase("scorers", partial, merge)]
+
+
+def _params_of(names: list[str], params: dict[str, Any]) -> dict[str, Any]:
+    """The keywords of `params` that the scorers `names` declare."""
+    import dataclasses
+
+    fields = {f.name for n in names for f in dataclasses.fields(scorers.registry()[n].Params)}
+    return {k: v for k, v in params.items() if k in fields}

@@ -3,11 +3,13 @@
 from __future__ import annotations
 
 import math
+from typing import Any
 
 import polars as pl
 
 from curate.errors import CurateError, SchemaError
-from curate.report import Step
+from curate.lineage import Step
+from curate.schema import SOURCE_ROW
 
 NORMALIZE = ("mean",)
 _ROW = "__select_row"
@@ -25,13 +27,17 @@ def select(
     normalize_weights: str | None = None,
     step: Step | None = None,
     allow_file_access: bool = False,
+    given: dict[str, Any] | None = None,
 ) -> pl.LazyFrame:
     """Filter rows by `where`, keep the `top` fraction / `top_k` rows by `by` (descending), then set weights.
 
     Rows keep their input order. `per_prompt` applies top/top-k within each `prompt_id`. Every drop is
     counted on `step` with its reason; ties at the cut keep the earlier row. `where` is one DuckDB
     predicate, run sandboxed (curate.where); `allow_file_access` lets it read other tables or files.
+    `given` holds whole-table values computed elsewhere (a distributed run, `select_phases`): the
+    cut of a global top (`cut`: the last kept (value, row), None to keep all) and the mean weight.
     """
+    given = given or {}
     step = step if step is not None else Step("select")
     if top is not None and top_k is not None:
         raise CurateError("use either --top FRACTION or --top-k N, not both.")
@@ -56,16 +62,109 @@ def select(
     if per_prompt and "prompt_id" not in names:
         raise SchemaError("--per-prompt needs a `prompt_id` column", column="prompt_id")
 
-    frame = frame.with_row_index(_ROW)
+    # the input's row number (a block of a distributed run carries the whole input's): ties and order follow it
+    frame = frame.with_columns(pl.col(SOURCE_ROW).alias(_ROW)) if SOURCE_ROW in names else frame.with_row_index(_ROW)
     if where:
         frame = where_filter(frame, where, step, allow_file_access=allow_file_access)
     if by is not None and (top is not None or top_k is not None):
-        frame = _top(frame, by=by, top=top, top_k=top_k, per_prompt=per_prompt, step=step)
+        if "cut" in given and not per_prompt:
+            frame = _cut(frame, by=by, what=_what(top, top_k), cut=given["cut"], step=step)
+        else:
+            frame = _top(frame, by=by, top=top, top_k=top_k, per_prompt=per_prompt, step=step)
     if weight is not None:
         frame = _set_weight(frame, weight)
     if normalize_weights == "mean":
-        frame = _normalize_mean(frame)
+        frame = _normalize_mean(frame, given.get("mean_weight"))
     return frame.sort(_ROW).drop(_ROW)
+
+
+def select_phases(
+    *,
+    top: float | None = None,
+    top_k: int | None = None,
+    by: str | None = None,
+    per_prompt: bool = False,
+    normalize_weights: str | None = None,
+    **options: Any,
+) -> list[Any]:
+    """The whole-table values `select` needs when it runs block by block (curate.distributed): rows, cut, mean weight.
+
+    A global top keeps the best int(fraction × rows) rows: the blocks count their rows, then each sends its
+    own best candidates (a global top-k is among them), and the driver finds the last kept row.
+    """
+    from curate.distributed import Phase
+
+    global_top = by is not None and (top is not None or top_k is not None) and not per_prompt
+    normalize = normalize_weights == "mean"
+    if not global_top and not normalize:
+        return []
+    if options.get("allow_file_access"):
+        raise CurateError("--allow-file-access reads the whole table in one query; it cannot run block by block (--engine ray).")
+
+    def ready(frame: pl.LazyFrame) -> pl.LazyFrame:
+        """The rows before the global cut (where, per-prompt top, weights), with the weight column."""
+        local = dict(options, by=by, per_prompt=per_prompt, top=top if per_prompt else None, top_k=top_k if per_prompt else None)
+        out = select(frame, **{k: v for k, v in local.items() if k != "allow_file_access"}, step=Step("select"))
+        return out if "weight" in out.collect_schema().names() else out.with_columns(pl.lit(1.0).alias("weight"))
+
+    phases = []
+    if global_top:
+        if top is not None:
+            phases.append(Phase("rows", lambda f, known: ready(f).filter(pl.col(by).is_not_null()).select(pl.len().alias("n")),
+                                lambda parts, known: sum(p["n"] for p in parts)))  # fmt: skip
+
+        def candidates(frame: pl.LazyFrame, known: dict[str, Any]) -> pl.LazyFrame:
+            k = _keep(known.get("rows"), top, top_k)
+            best = ready(frame).filter(pl.col(by).is_not_null()).select(pl.col(by).cast(pl.Float64).alias("v"), pl.col(SOURCE_ROW).alias("r"),
+                                                                        pl.col("weight").cast(pl.Float64).alias("w"))  # fmt: skip
+            return best.sort(["v", "r"], descending=[True, False]).head(k).select(pl.all().implode())
+
+        def merge(parts: list[dict[str, Any]], known: dict[str, Any]) -> dict[str, Any]:
+            rows = sorted(((v, r, w) for p in parts for v, r, w in zip(p["v"] or [], p["r"] or [], p["w"] or [], strict=True)), key=lambda t: (-t[0], t[1]))
+            kept = rows[: _keep(known.get("rows"), top, top_k)]
+            return {"cut": [kept[-1][0], kept[-1][1]] if kept else None, "mean_weight": _mean([w for _, _, w in kept])}
+
+        phases.append(Phase("cut", candidates, merge))
+    else:
+        phases.append(Phase("weights", lambda f, known: ready(f).select(pl.col("weight").sum().alias("s"), pl.col("weight").count().alias("n")),
+                            lambda parts, known: {"mean_weight": _mean_of(parts)}))  # fmt: skip
+    return phases
+
+
+def given_by_phases(known: dict[str, Any]) -> dict[str, Any]:
+    """The `given` of `select` from the merged phases."""
+    out = dict(known.get("weights") or {})
+    if "cut" in known:
+        out.update(known["cut"])
+    return out
+
+
+def _keep(rows: int | None, top: float | None, top_k: int | None) -> int:
+    return max(1, math.floor((rows or 0) * top)) if top is not None else int(top_k or 0)
+
+
+def _mean(values: list[float]) -> float | None:
+    return pl.Series(values, dtype=pl.Float64).mean() if values else None
+
+
+def _mean_of(parts: list[dict[str, Any]]) -> float | None:
+    n = sum(p["n"] or 0 for p in parts)
+    return sum(p["s"] or 0.0 for p in parts) / n if n else None
+
+
+def _what(top: float | None, top_k: int | None) -> str:
+    return f"top {top:.0%}" if top is not None else f"top {top_k}"
+
+
+def _cut(frame: pl.LazyFrame, *, by: str, what: str, cut: list | None, step: Step) -> pl.LazyFrame:
+    """A global top given its last kept (value, row): the same rows and counts as `_top` over the whole table."""
+    step.count(f"rows with null `{by}`", frame.select(pl.col(by).is_null().sum()))
+    frame = frame.filter(pl.col(by).is_not_null())
+    v = pl.col(by).cast(pl.Float64)
+    keep = pl.lit(False) if cut is None else (v > cut[0]) | ((v == cut[0]) & (pl.col(_ROW) <= cut[1]))
+    marked = frame.with_columns(keep.alias("__top"))
+    step.count(f"rows below the {what} by `{by}`", marked.select((~pl.col("__top")).sum()))
+    return marked.filter(pl.col("__top")).drop("__top")
 
 
 def where_filter(frame: pl.LazyFrame, predicate: str, step: Step, *, allow_file_access: bool = False) -> pl.LazyFrame:
@@ -111,7 +210,7 @@ def _top(frame: pl.LazyFrame, *, by: str, top: float | None, top_k: int | None, 
     order = [-pl.col(by).cast(pl.Float64), pl.col(_ROW)]
     rank = pl.int_range(pl.len()).over(group, order_by=order) if group else pl.int_range(pl.len()).over(pl.lit(0), order_by=order)
     marked = frame.with_columns((rank < keep).alias("__top"))
-    what = f"top {top:.0%}" if top is not None else f"top {top_k}"
+    what = _what(top, top_k)
     step.count(f"rows below the {what} by `{by}`{' per prompt' if per_prompt else ''}", marked.select((~pl.col("__top")).sum()))
     return marked.filter(pl.col("__top")).drop("__top")
 
@@ -130,10 +229,12 @@ def _set_weight(frame: pl.LazyFrame, column: str) -> pl.LazyFrame:
     return frame.with_columns(w.alias("weight"))
 
 
-def _normalize_mean(frame: pl.LazyFrame) -> pl.LazyFrame:
+def _normalize_mean(frame: pl.LazyFrame, mean: float | None = None) -> pl.LazyFrame:
+    """Weights divided by their mean over the table (`mean`: computed elsewhere, by a distributed run)."""
     if "weight" not in frame.collect_schema().names():
         frame = frame.with_columns(pl.lit(1.0).alias("weight"))
-    mean = frame.select(pl.col("weight").mean()).collect().item()
+    if mean is None:
+        mean = frame.select(pl.col("weight").mean()).collect().item()
     if mean is None or not math.isfinite(mean) or mean <= 0:
         raise CurateError(f"cannot normalise weights to mean 1: their mean is {mean}.")
     return frame.with_columns(pl.col("weight") / mean)

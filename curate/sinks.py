@@ -27,7 +27,7 @@ import pyarrow as pa
 
 from curate import hub
 from curate.errors import CurateError
-from curate.report import Lineage
+from curate.lineage import Lineage
 
 FORMATS = ("parquet", "jsonl", "hf", "arrow")
 FORMAT_ALIASES = {"hub": "hf"}
@@ -112,19 +112,25 @@ def atomic_path(path: str | os.PathLike, *, folder: bool = False) -> Iterator[Pa
     try:
         with _terminate_as_exit():
             yield tmp
-            if folder and target.exists():
-                old = target.with_name(f".{target.name}.{os.getpid()}.old")
-                os.replace(target, old)
-                os.replace(tmp, target)
-                shutil.rmtree(old, ignore_errors=True)
-            else:
-                os.replace(tmp, target)
+            move_into_place(tmp, target)
     except BaseException:
         if tmp.is_dir():
             shutil.rmtree(tmp, ignore_errors=True)
         else:
             tmp.unlink(missing_ok=True)
         raise
+
+
+def move_into_place(tmp: Path, target: Path) -> None:
+    """Rename `tmp` onto `target`; an earlier folder there is set aside first and removed after (two renames: if the
+    process dies between them, `clean_stale` puts the earlier folder back on the next write)."""
+    if tmp.is_dir() and target.exists():
+        old = target.with_name(f".{target.name}.{os.getpid()}.old")
+        os.replace(target, old)
+        os.replace(tmp, target)
+        shutil.rmtree(old, ignore_errors=True)
+    else:
+        os.replace(tmp, target)
 
 
 @contextmanager
@@ -203,6 +209,9 @@ class _Buffered:
     def take(self, final: bool = False) -> pa.Table | None:
         """The next full row group (or, when `final`, whatever is left)."""
         if not self.tables or (not final and self.buffered_rows < ROW_GROUP_ROWS):
+            return None
+        if self.buffered_rows == 0:  # only empty batches: nothing to write (an empty output gets its schema in `finish`)
+            self.tables = []
             return None
         table = pa.concat_tables(self.tables) if len(self.tables) > 1 else self.tables[0]
         cut = table.num_rows if final else ROW_GROUP_ROWS

@@ -10,7 +10,7 @@ import pyarrow as pa
 
 from curate.errors import CurateError
 from curate.io import resolve, scan
-from curate.report import Lineage
+from curate.lineage import Lineage
 
 VIEWS = ("samples", "pairs", "triplets", "ranked", "diagnostics")
 TableLike = str | os.PathLike | pl.LazyFrame | pl.DataFrame | pa.Table

@@ -15,7 +15,7 @@ import polars as pl
 from curate.console import spinner
 from curate.errors import CurateError, SchemaError
 from curate.io import Source, load
-from curate.report import Lineage, Step
+from curate.lineage import Lineage, Step
 from curate.schema import read_error
 from curate.sinks import CardFn, execute
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 import polars as pl
 
 from curate.errors import CurateError, SchemaError
-from curate.report import Step
+from curate.lineage import Step
 from curate.roles import KEY, PROMPT_ORDER, TRIPLET_ORDER, as_role, finish, rank_within, with_row_numbers
 
 REJECTED_FROM = ("target", "any")

@@ -15,7 +15,7 @@ from scorers import (  # noqa: F401  (importing registers the built-ins)
     madpo_weight,
     reward_margin,
 )
-from scorers.base import ENTRY_POINT_GROUP, Scorer, ensure, get, producer_of, register, registry, score, sql_macros
+from scorers.base import ENTRY_POINT_GROUP, Scorer, ensure, get, instances, producer_of, register, registry, score, split_params, sql_macros
 from scorers.errors import CurateError, SchemaError
 
 __all__ = [
@@ -25,9 +25,11 @@ __all__ = [
     "Scorer",
     "ensure",
     "get",
+    "instances",
     "producer_of",
     "register",
     "registry",
     "score",
+    "split_params",
     "sql_macros",
 ]

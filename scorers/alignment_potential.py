@@ -7,7 +7,7 @@ from dataclasses import dataclass
 import polars as pl
 
 from scorers.base import Scorer, register
-from scorers.functions import zscore
+from scorers.functions import merge_moments, moments, zscore
 from scorers.implicit_margin import logp_margin_norm_expr
 
 
@@ -32,6 +32,19 @@ class AlignmentPotential(Scorer):
     )
 
     def score(self, frame: pl.LazyFrame) -> pl.LazyFrame:
-        m_ex = pl.col("chosen_reward") - pl.col("rejected_reward")
-        m_im = logp_margin_norm_expr().abs()
-        return frame.with_columns((zscore(m_ex) - self.params.lambda_ * zscore(m_im)).alias("alignment_potential"))
+        m_ex, m_im = _margins()
+        given = self.statistics or {}
+        z = zscore(m_ex, given.get("m_ex")) - self.params.lambda_ * zscore(m_im, given.get("m_im"))
+        return frame.with_columns(z.alias("alignment_potential"))
+
+    def table_statistics(self, frame: pl.LazyFrame) -> pl.LazyFrame:
+        m_ex, m_im = _margins()
+        return frame.select(*moments(m_ex, "m_ex"), *moments(m_im, "m_im"))
+
+    def merge_statistics(self, parts: list[dict]) -> dict[str, tuple[float, float]]:
+        return {"m_ex": merge_moments(parts, "m_ex"), "m_im": merge_moments(parts, "m_im")}
+
+
+def _margins() -> tuple[pl.Expr, pl.Expr]:
+    """m_ex = the reward margin; |m_im| = the length-normalised policy margin's size."""
+    return pl.col("chosen_reward") - pl.col("rejected_reward"), logp_margin_norm_expr().abs()

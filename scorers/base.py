@@ -72,6 +72,19 @@ class Scorer:
     def score(self, frame: pl.LazyFrame) -> pl.LazyFrame:  # pragma: no cover - abstract
         raise NotImplementedError
 
+    # Whole-table values (z-score moments, thresholds). A scorer whose formula reads the whole table computes
+    # them in `score` by default; a distributed run computes them per block (`table_statistics`), merges the
+    # blocks' rows (`merge_statistics`) and sets `statistics`, which `score` then uses instead.
+    statistics: Any = None
+
+    def table_statistics(self, frame: pl.LazyFrame) -> pl.LazyFrame | None:
+        """One row of mergeable partial statistics over `frame` (one block), or None when the scorer is row-local."""
+        return None
+
+    def merge_statistics(self, parts: list[dict[str, Any]]) -> Any:
+        """The whole table's statistics from every block's `table_statistics` row."""
+        raise NotImplementedError
+
     def __call__(self, frame: pl.LazyFrame) -> pl.LazyFrame:
         self.check(frame)
         return self.score(frame)
@@ -154,15 +167,25 @@ def split_params(names: Iterable[str], params: dict[str, Any]) -> dict[str, dict
     return routed
 
 
-def score(frame: pl.LazyFrame, names: str | Iterable[str], **params: Any) -> pl.LazyFrame:
-    """Apply the scorers `names` in order; each keyword goes to the scorers whose params declare it."""
+def score(frame: pl.LazyFrame, names: str | Iterable[str], *, statistics: dict[str, Any] | None = None, **params: Any) -> pl.LazyFrame:
+    """Apply the scorers `names` in order; each keyword goes to the scorers whose params declare it.
+
+    `statistics` maps a scorer name to whole-table statistics computed elsewhere (a distributed run).
+    """
+    for name, scorer in instances(names, params).items():
+        if statistics and name in statistics:
+            scorer.statistics = statistics[name]
+        frame = scorer(frame)
+    return frame
+
+
+def instances(names: str | Iterable[str], params: dict[str, Any]) -> dict[str, Scorer]:
+    """The scorers `names`, in order, each with the keywords its params declare."""
     names = [names] if isinstance(names, str) else list(names)
     for n in names:
         get(n)  # fail early on an unknown name
     routed = split_params(names, params)
-    for n in names:
-        frame = get(n, **routed[n])(frame)
-    return frame
+    return {n: get(n, **routed[n]) for n in names}
 
 
 def sql_macros() -> list[str]:

@@ -28,10 +28,17 @@ def m2_threshold(values: np.ndarray, divisor: float, m1: float = -2.0, min_rows:
     v = values[np.isfinite(values)]
     if v.size == 0:
         return m1 + 1.0
-    top = float(v.max())
+    floors, counts = np.unique(np.floor(v), return_counts=True)
+    return m2_from_histogram(float(v.max()), dict(zip(floors.tolist(), counts.tolist(), strict=True)), divisor, m1, min_rows)
+
+
+def m2_from_histogram(top: float | None, counts: dict[float, int], divisor: float, m1: float = -2.0, min_rows: int = 30) -> float:
+    """`m2_threshold` from the maximum and the counts of ⌊v⌋ (mergeable across blocks: for an integer M2, v ≥ M2 ⇔ ⌊v⌋ ≥ M2)."""
+    if top is None:
+        return m1 + 1.0
     m2 = int(top / divisor)
     while True:
-        count = int(((v >= m2) & (v <= top)).sum())
+        count = sum(n for c, n in counts.items() if c >= m2)  # every v is at most top
         if count < min_rows or count < top - m2:
             break
         m2 += 1
@@ -46,6 +53,9 @@ def _m2_expr(col: str, fixed: float | None, divisor: float, p: DualMarginParams)
         return_dtype=pl.Float64,
         returns_scalar=True,
     )
+
+
+_M2 = (("reward_margin", "m2_ex", _EX_DIVISOR), ("implicit_margin", "m2_im", _IM_DIVISOR))
 
 
 def scaled(m: pl.Expr, m1: float, m2: pl.Expr) -> pl.Expr:
@@ -68,14 +78,46 @@ class DualMargin(Scorer):
     )
 
     def score(self, frame: pl.LazyFrame) -> pl.LazyFrame:
-        p = self.params
-        if p.mode not in MODES:
-            raise CurateError(f"dual_margin mode must be one of {', '.join(MODES)} (got {p.mode!r}).")
+        p = self._checked_params()
         frame = ensure(ensure(frame, "reward_margin"), "implicit_margin")
         m_ex, m_im = pl.col("reward_margin"), pl.col("implicit_margin")
         if p.mode == "add":
             return frame.with_columns((m_ex + m_im).alias("dual_margin"))
-        p_ex = scaled(m_ex, p.m1, _m2_expr("reward_margin", p.m2_ex, _EX_DIVISOR, p))
-        p_im = scaled(m_im, p.m1, _m2_expr("implicit_margin", p.m2_im, _IM_DIVISOR, p))
+        given = self.statistics or {}
+        m2 = {col: _m2_expr(col, given.get(col, getattr(p, name)), divisor, p) for col, name, divisor in _M2}
+        p_ex = scaled(m_ex, p.m1, m2["reward_margin"])
+        p_im = scaled(m_im, p.m1, m2["implicit_margin"])
         both = p_ex * p_im
         return frame.with_columns((both / (both + (1 - p_ex) * (1 - p_im) + 1e-12)).alias("dual_margin"))
+
+    def table_statistics(self, frame: pl.LazyFrame) -> pl.LazyFrame | None:
+        p = self._checked_params()
+        cols = [col for col, name, _ in _M2 if getattr(p, name) is None]
+        if p.mode == "add" or not cols:
+            return None
+        frame = ensure(ensure(frame, "reward_margin"), "implicit_margin")
+        finite = {c: pl.col(c).cast(pl.Float64).filter(pl.col(c).cast(pl.Float64).is_finite()) for c in cols}
+        return frame.select(
+            *[finite[c].max().alias(f"{c}_max") for c in cols],
+            *[finite[c].floor().value_counts(name="n").implode().alias(f"{c}_counts") for c in cols],
+        )
+
+    def merge_statistics(self, parts: list[dict]) -> dict[str, float]:
+        """M2 per margin from the blocks' maxima and ⌊v⌋ counts: the same threshold as over the whole table."""
+        p = self.params
+        out = {}
+        for col, name, divisor in _M2:
+            if getattr(p, name) is not None:
+                continue
+            tops = [row[f"{col}_max"] for row in parts if row.get(f"{col}_max") is not None]
+            counts: dict[float, int] = {}
+            for row in parts:
+                for entry in row.get(f"{col}_counts") or []:
+                    counts[entry[col]] = counts.get(entry[col], 0) + entry["n"]
+            out[col] = m2_from_histogram(max(tops) if tops else None, counts, divisor, p.m1, p.min_rows)
+        return out
+
+    def _checked_params(self) -> DualMarginParams:
+        if self.params.mode not in MODES:
+            raise CurateError(f"dual_margin mode must be one of {', '.join(MODES)} (got {self.params.mode!r}).")
+        return self.params

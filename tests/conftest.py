@@ -103,3 +103,24 @@ def tiny_reward(tmp_path_factory) -> Path:
     from curate.models.tiny import build_tiny_llama
 
     return build_tiny_llama(tmp_path_factory.mktemp("tiny_rm") / "rm", reward_model=True)
+
+
+RECIPES = ROOT / "examples" / "recipes"
+
+
+@pytest.fixture(scope="session")
+def ran(tmp_path_factory) -> dict[str, Path]:
+    """Every bundled recipe, run once per session (the recipe and report tests read their outputs)."""
+    import subprocess
+    import sys
+
+    pytest.importorskip("torch")
+    base = tmp_path_factory.mktemp("recipes")
+    env = {**os.environ, "HF_HUB_OFFLINE": "1", "COLUMNS": "200"}
+    done = {}
+    for recipe in sorted(RECIPES.glob("*.yaml")):
+        r = subprocess.run([sys.executable, "-m", "curate.cli", "run", str(recipe), "--workdir", str(base / recipe.stem)], capture_output=True,
+                           text=True, env=env, timeout=900)  # fmt: skip
+        assert r.returncode == 0, f"{recipe.name}:\n{r.stderr[-3000:]}"
+        done[recipe.stem] = base / recipe.stem
+    return done

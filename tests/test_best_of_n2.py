@@ -9,7 +9,7 @@ from hypothesis import strategies as st
 
 import curate
 from conftest import ARENA
-from curate.report import Step
+from curate.lineage import Step
 
 
 def both(samples: pl.LazyFrame, **kw) -> tuple[pl.DataFrame, pl.DataFrame, Step, Step]:
@@ -54,7 +54,7 @@ texts = st.lists(st.sampled_from(["a", "b", "c", "a b", "b a", "a a b", "c b a a
 def test_equals_exhaustive_with_ties_and_identical_texts(groups, k, with_ref, rnd):
     rows = []
     for g, responses in enumerate(groups):
-        for i, text in enumerate(responses):
+        for text in responses:
             rows.append({"prompt_id": f"P{g}", "prompt": f"p{g}", "response": text, "reward": float(rnd.randint(0, 3)),
                          "ref_logp": float(rnd.randint(-3, 0)) if with_ref else None})  # fmt: skip
     df = pl.DataFrame(rows)

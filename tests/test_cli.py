@@ -149,10 +149,19 @@ def test_demo_end_to_end(tmp_path):
     r = curate_cli("demo", "--out", tmp_path / "demo")
     assert r.returncode == 0, r.stderr
     d = tmp_path / "demo"
-    assert {p.name for p in d.iterdir()} >= {"samples.parquet", "pairs.parquet", "pairs_selected.parquet", "pairs_trl.jsonl", "pairs_hf"}
-    assert "demo summary" in r.stdout and "per-model accuracy" in r.stdout
-    n_selected = pl.read_parquet(d / "pairs_selected.parquet").height
-    assert len((d / "pairs_trl.jsonl").read_text().splitlines()) == n_selected
+    assert {p.name for p in d.iterdir()} >= {"samples.parquet", "pairs.parquet", "selected.parquet", "pairs_trl.jsonl", "pairs_hf",
+                                            "accuracy.parquet", "stage_pairs.parquet", "report.html"}
+    # per-model accuracy, worked out from the raw file
+    raw = pl.read_parquet(GSM8K)
+    acc = {m: round(sum(g) / len(g), 4) for m, g in raw.group_by("model").agg(pl.col("correct").cast(pl.Int64)).rows()}
+    got = dict(pl.read_parquet(d / "accuracy.parquet").select("model", "accuracy").rows())
+    assert got == pytest.approx(acc)
+    selected = pl.read_parquet(d / "selected.parquet")
+    assert "gold" not in selected["chosen_model"].to_list() and selected["weight"].mean() == pytest.approx(1.0)
+    assert len((d / "pairs_trl.jsonl").read_text().splitlines()) == selected.height
+    assert (d / "tiny_dpo" / "metrics.jsonl").exists() and (d / "stage_dpo" / "metrics.jsonl").exists()
+    again = curate_cli("demo", "--out", d)  # a second run finds every step up to date
+    assert again.returncode == 0 and "up to date" in again.stdout + again.stderr
 
 
 def test_ingest_keeps_file_order(tmp_path):

@@ -9,7 +9,7 @@ import pytest
 
 import curate
 from curate.io import atomic_path, scan, write
-from curate.report import Lineage, Step
+from curate.lineage import Lineage, Step
 
 ROWS = {"prompt_id": ["a", "b"], "prompt": ["p1", "p2"], "response": ["r1", "r2"], "model": ["m", "m"], "reward": [1.5, -2.0]}
 

@@ -10,7 +10,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 import curate
-from curate.report import Step
+from curate.lineage import Step
 
 
 def _pairs(df: pl.DataFrame, **kw) -> pl.DataFrame:

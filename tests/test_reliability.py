@@ -6,15 +6,13 @@ import json
 import os
 import re
 import subprocess
-import sys
-from pathlib import Path
 
 import polars as pl
 import pytest
 
 import curate
 from conftest import ARENA, GSM8K, ROOT, preference_frames
-from curate.report import Step
+from curate.lineage import Step
 from test_cli import curate_cli
 
 

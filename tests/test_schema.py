@@ -8,7 +8,7 @@ import polars as pl
 import pytest
 
 import curate
-from curate.report import Step
+from curate.lineage import Step
 from conftest import write_parquet
 
 

@@ -11,7 +11,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 import curate
-from curate.report import Step
+from curate.lineage import Step
 from scorers.dual_margin import m2_threshold
 
 

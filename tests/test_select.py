@@ -6,7 +6,7 @@ import polars as pl
 import pytest
 
 import curate
-from curate.report import Step
+from curate.lineage import Step
 
 PAIRS = pl.DataFrame(
     {

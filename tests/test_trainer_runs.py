@@ -6,7 +6,6 @@ import json
 import math
 import subprocess
 import sys
-from pathlib import Path
 
 import polars as pl
 import pytest
@@ -170,7 +169,7 @@ def test_amapo_statistics_from_the_current_forward_pass(tiny_model, tmp_path):
 
 
 def test_select_top_keeps_int_fraction():
-    from curate.report import Step
+    from curate.lineage import Step
 
     df = pl.DataFrame({"prompt_id": [str(i) for i in range(299)], "prompt": ["p"] * 299, "chosen": ["a"] * 299, "rejected": ["b"] * 299,
                        "score": [float(i) for i in range(299)]})  # fmt: skip

@@ -6,7 +6,7 @@ import polars as pl
 import pytest
 
 import curate
-from curate.report import Step
+from curate.lineage import Step
 
 # Prompt A: target T has t1=2, t2=5, t3=1; sources s1=4, s2=6 (u1 ungraded).
 # Prompt B: T has one response only -> no on-policy triplet; with rejected_from="any": y_l = lowest below t (s3=0).

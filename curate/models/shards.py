@@ -19,7 +19,7 @@ import polars as pl
 from curate.console import err_console
 from curate.errors import CurateError
 from curate.io import atomic_path, write
-from curate.report import Lineage, Step
+from curate.lineage import Lineage, Step
 
 META = "stage.json"
 

@@ -16,7 +16,7 @@ import polars as pl
 from curate.errors import CurateError
 from curate.messages import as_user_turn, to_messages, transcript
 from curate.models.engines import Sampling, chat_prompts, check_model_dir
-from curate.report import Step
+from curate.lineage import Step
 
 JUDGE_DIMS = ("factuality", "coherence", "precision", "signal_to_noise")
 ROW = "__row"  # the row's index in the whole input, so seeds do not depend on sharding

@@ -19,7 +19,7 @@ import polars as pl
 
 from curate.errors import CurateError, SchemaError
 from curate.messages import transcript
-from curate.report import Step
+from curate.lineage import Step
 
 TASKS = ("math", "exact", "game24")
 

@@ -14,7 +14,7 @@ import polars as pl
 import torch
 
 from curate.errors import CurateError, SchemaError
-from curate.report import Step
+from curate.lineage import Step
 from curate.train.tokenize import tokenize_examples
 
 ROLES = {"pairs": ("chosen", "rejected"), "triplets": ("chosen", "chosen_target", "rejected")}

@@ -24,7 +24,7 @@ import torch
 import torch.distributed as dist
 
 from curate.errors import CurateError
-from curate.report import Step
+from curate.lineage import Step
 from curate.train import reference
 from curate.train.config import TrainConfig
 from curate.train.data import Batch, collate, load_preference_data

@@ -1,0 +1,228 @@
+"""`--engine ray` on a real two-node local Ray cluster: the same rows as the single-machine commands.
+
+The cluster is `ray start --head --num-cpus 1` plus one worker node (`ray start --address ...`), started
+once per session in a temporary folder and stopped at the end (no `local_mode`). Each test runs the
+single-machine command and the Ray one on the bundled data and compares the outputs row for row after
+the same sort (Ray writes one shard per bucket of prompts).
+"""
+
+from __future__ import annotations
+
+import os
+import secrets
+import signal
+import socket
+import subprocess
+import sys
+import threading
+import time
+from pathlib import Path
+
+import numpy as np
+import polars as pl
+import pytest
+from polars.testing import assert_frame_equal
+
+from tests.conftest import ARENA, GAME24, GSM8K
+
+# token authentication (Ray's default for new clusters) with this session's own token, kept out of ~/.ray; set before
+# Ray is imported (it reads them once)
+os.environ.setdefault("RAY_AUTH_MODE", "token")
+os.environ.setdefault("RAY_AUTH_TOKEN", secrets.token_hex(32))
+os.environ.setdefault("RAY_USAGE_STATS_ENABLED", "0")
+ray = pytest.importorskip("ray")
+pytestmark = pytest.mark.ray
+
+RAY_BIN = Path(sys.executable).with_name("ray")
+def env() -> dict[str, str]:
+    """The environment of the commands: this one's, with the cluster's RAY_ADDRESS once the fixture set it."""
+    return {**os.environ, "HF_HUB_OFFLINE": "1", "COLUMNS": "200"}
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+@pytest.fixture(scope="session")
+def cluster(tmp_path_factory) -> str:
+    """A head node and one worker node, each with one CPU: the address to pass as --ray-address."""
+    tmp = tmp_path_factory.mktemp("ray")
+    port = _free_port()
+    address = f"127.0.0.1:{port}"
+    common = ["--num-cpus", "1", "--object-store-memory", str(300 * 2**20), "--disable-usage-stats"]
+    head = [str(RAY_BIN), "start", "--head", "--port", str(port), "--node-ip-address", "127.0.0.1", "--include-dashboard", "false",
+            "--temp-dir", str(tmp), *common]  # fmt: skip
+    subprocess.run(head, check=True, env=env(), capture_output=True, timeout=180)
+    try:
+        subprocess.run([str(RAY_BIN), "start", "--address", address, "--node-ip-address", "127.0.0.1", *common], check=True, env=env(),
+                       capture_output=True, timeout=180)  # fmt: skip
+        os.environ["RAY_ADDRESS"] = address
+        ray.init(address=address, logging_level="ERROR", log_to_driver=False)
+        deadline = time.time() + 60
+        while len([n for n in ray.nodes() if n["Alive"]]) < 2 and time.time() < deadline:
+            time.sleep(0.5)
+        assert len([n for n in ray.nodes() if n["Alive"]]) == 2, "the worker node did not join"
+        yield address
+    finally:
+        if ray.is_initialized():
+            ray.shutdown()
+        os.environ.pop("RAY_ADDRESS", None)
+        subprocess.run([str(RAY_BIN), "stop", "--force"], env=env(), capture_output=True, timeout=120)
+
+
+def shards(folder: Path) -> pl.DataFrame:
+    files = sorted((folder / "data").glob("*.parquet"))
+    assert files, f"no shards in {folder}"
+    return pl.concat([pl.read_parquet(f) for f in files], how="vertical")
+
+
+def same_rows(single: pl.DataFrame, distributed: pl.DataFrame, keys: list[str], *, rtol: float = 0.0) -> None:
+    assert single.columns == distributed.columns
+    assert single.height == distributed.height
+    a, b = single.sort(keys), distributed.sort(keys)
+    if rtol:
+        assert_frame_equal(a, b, check_exact=False, rel_tol=rtol, abs_tol=rtol)
+    else:
+        assert_frame_equal(a, b)
+
+
+def with_logps(tmp_path: Path, src: Path = ARENA) -> Path:
+    """Arena samples with seeded policy/reference log-probs and token counts (for the margin scorers)."""
+    df = pl.read_parquet(src).filter(pl.col("response").str.strip_chars() != "")
+    rng = np.random.default_rng(7)
+    n = df.height
+    tokens = rng.integers(5, 60, n)
+    df = df.with_columns(
+        logp=pl.Series(-tokens * rng.uniform(0.5, 2.0, n)),
+        ref_logp=pl.Series(-tokens * rng.uniform(0.5, 2.0, n)),
+        n_tokens=pl.Series(tokens.astype(np.int64)),
+    )
+    path = tmp_path / "arena_logps.parquet"
+    df.write_parquet(path, row_group_size=700)  # several read tasks
+    return path
+
+
+def run(*args: str) -> subprocess.CompletedProcess:
+    return subprocess.run([sys.executable, "-m", "curate.cli", *args], capture_output=True, text=True, env=env(), timeout=600)
+
+
+def both(cmd: list[str], src: Path, tmp_path: Path, name: str, *extra: str) -> tuple[pl.DataFrame, pl.DataFrame, str]:
+    """The single-machine output and the Ray one (through the CLI), and the Ray run's stderr."""
+    single = tmp_path / f"{name}.parquet"
+    extra = (*extra, "--drop-invalid")  # the bundled arena data has blank responses: both engines drop and count them
+    r = run(*cmd, str(src), "-o", str(single), *extra)
+    assert r.returncode == 0, r.stderr
+    folder = tmp_path / f"{name}_ray"
+    r2 = run(*cmd, str(src), "-o", str(folder), *extra, "--engine", "ray", "--buckets", "5")
+    assert r2.returncode == 0, r2.stderr
+    assert "starting a local Ray" not in r2.stderr  # it joined the two-node cluster
+    return pl.read_parquet(single), shards(folder), r2.stderr
+
+
+PAIR_KEYS = ["prompt_id", "pair_id"]
+
+
+@pytest.mark.parametrize(
+    "src,strategy",
+    [(ARENA, "best-of-n2"), (ARENA, "best-vs-worst"), (ARENA, "all"), (GSM8K, "correct-vs-incorrect"), (GAME24, "correct-vs-incorrect")],
+)
+def test_pairs_equal_single_machine(cluster, tmp_path, src, strategy):
+    single, distributed, err = both(["pairs", "--strategy", strategy], src, tmp_path, strategy)
+    same_rows(single, distributed, PAIR_KEYS)
+    # the drop accounting is the single-machine one, summed over buckets
+    from curate.io import scan
+
+    assert scan(tmp_path / f"{strategy}_ray")[1].steps[-1].counts == scan(tmp_path / f"{strategy}.parquet")[1].steps[-1].counts
+
+
+def test_table_level_scorers_equal_single_machine(cluster, tmp_path):
+    """alignment_potential (table z-scores) and dual_margin (data-driven M2) merge their statistics across buckets."""
+    src = with_logps(tmp_path)
+    pairs = tmp_path / "all.parquet"
+    assert run("pairs", str(src), "--strategy", "all", "-o", str(pairs), "--drop-invalid").returncode == 0
+    single, distributed, _ = both(["score", "-s", "alignment_potential", "-s", "dual_margin"], pairs, tmp_path, "scored")
+    same_rows(single, distributed, PAIR_KEYS, rtol=1e-12)
+    import json
+
+    manifest = json.loads((tmp_path / "scored_ray" / "curate_manifest.json").read_text())
+    assert manifest["rows"] == single.height == sum(s["rows"] for s in manifest["shards"])
+
+
+@pytest.mark.parametrize(
+    "args",
+    [
+        ["--top", "0.4", "--by", "reward_margin"],
+        ["--top-k", "37", "--by", "reward_margin", "--normalize-weights", "mean"],
+        ["--where", "chosen_reward - rejected_reward > 2", "--normalize-weights", "mean"],
+        ["--top", "0.5", "--by", "reward_margin", "--per-prompt"],
+    ],
+)
+def test_select_equal_single_machine(cluster, tmp_path, args):
+    pairs = tmp_path / "all.parquet"
+    assert run("pairs", str(ARENA), "--strategy", "all", "-o", str(pairs), "--drop-invalid").returncode == 0
+    single, distributed, _ = both(["select"], pairs, tmp_path, "selected", *args)
+    same_rows(single, distributed, PAIR_KEYS, rtol=1e-12)
+
+
+def test_triplets_rank_and_export_equal_single_machine(cluster, tmp_path):
+    single, distributed, _ = both(["rank"], ARENA, tmp_path, "ranked")
+    same_rows(single, distributed, ["prompt_id"])
+    single, distributed, _ = both(["triplets", "--target-model", "gpt-3.5-turbo", "--rejected-from", "any"], ARENA, tmp_path, "triplets")
+    same_rows(single, distributed, PAIR_KEYS)
+    pairs = tmp_path / "bvw.parquet"
+    assert run("pairs", str(ARENA), "--strategy", "best-vs-worst", "-o", str(pairs), "--drop-invalid").returncode == 0
+    single, distributed, _ = both(["export", "--trl"], pairs, tmp_path, "trl")
+    same_rows(single, distributed, ["prompt", "chosen", "rejected"])
+
+
+def test_bad_input_names_the_file_and_row(cluster, tmp_path):
+    df = pl.read_parquet(ARENA).filter(pl.col("response").str.strip_chars() != "")
+    df = df.with_columns(pl.when(pl.int_range(pl.len()) == 4321).then(float("nan")).otherwise(pl.col("reward")).alias("reward"))
+    bad = tmp_path / "bad.parquet"
+    df.write_parquet(bad, row_group_size=1000)
+    out = tmp_path / "out"
+    r = run("pairs", str(bad), "--strategy", "best-vs-worst", "-o", str(out), "--engine", "ray")
+    assert r.returncode == 2, r.stderr
+    err = " ".join(r.stderr.split())
+    assert str(bad) in err and "4321" in err and "`reward`" in err and "Traceback" not in err, r.stderr
+    assert not out.exists()
+
+
+def test_worker_killed_mid_job_gives_the_same_output(cluster, tmp_path):
+    """SIGKILL a Ray worker process while buckets run: Ray retries the task and the output is unchanged."""
+    src = with_logps(tmp_path)
+    single = tmp_path / "single.parquet"
+    assert run("pairs", str(src), "--strategy", "all", "-o", str(single), "--drop-invalid").returncode == 0
+    folder = tmp_path / "killed"
+    proc = subprocess.Popen([sys.executable, "-m", "curate.cli", "pairs", str(src), "--strategy", "all", "-o", str(folder), "--engine", "ray",
+                             "--buckets", "12", "--drop-invalid"], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env())  # fmt: skip
+    killed, killed_what = [], []
+
+    def kill_one() -> None:
+        deadline = time.time() + 120
+        while time.time() < deadline and proc.poll() is None:
+            work = tmp_path / f".killed{'.curate-ray'}" / "steps"
+            if work.is_dir() and any(work.iterdir()):  # some buckets finished, others are running
+                for pid, what in _task_workers():
+                    os.kill(pid, signal.SIGKILL)
+                    killed.append(pid)
+                    killed_what.append(what)
+                    return
+            time.sleep(0.05)
+
+    t = threading.Thread(target=kill_one)
+    t.start()
+    out, err = proc.communicate(timeout=600)
+    t.join()
+    assert proc.returncode == 0, f"killed {killed_what}:\n" + err[-3000:]
+    assert killed, "no worker was running a task to kill"
+    same_rows(pl.read_parquet(single), shards(folder), PAIR_KEYS)
+
+
+def _task_workers() -> list[tuple[int, str]]:
+    """Ray worker processes running one of curate's bucket tasks (`ray::...MapBatches(...)` in their title)."""
+    r = subprocess.run(["ps", "-eo", "pid,args"], capture_output=True, text=True)
+    rows = [line.strip().split(None, 1) for line in r.stdout.splitlines()[1:]]
+    return [(int(pid), args) for pid, args in rows if args.startswith("ray::") and "first_batch" in args][:1]
