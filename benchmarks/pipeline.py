@@ -42,14 +42,15 @@ TAILS = [
 ]  # fmt: skip
 
 
-def make_samples(prompts: int, responses: int = 16, seed: int = 0) -> pl.DataFrame:
-    """Synthetic samples with realistic lengths and shared content per prompt (see the module docstring)."""
+def make_samples(prompts: int, responses: int = 16, seed: int = 0, first: int = 0) -> pl.DataFrame:
+    """Synthetic samples with realistic lengths and shared content per prompt (see the module docstring); ids from `first`."""
     rng = np.random.default_rng(seed)
     vocab = np.array([f"w{i}" for i in range(20_000)], dtype=object)
     lengths = np.clip(rng.lognormal(np.log(150), 0.35, prompts).astype(int), 20, 600)
     bases = [" ".join(vocab[rng.integers(0, len(vocab), n)]) for n in lengths]
     n = prompts * responses
-    frame = pl.DataFrame({"base": np.repeat(bases, responses), "keep": rng.uniform(0.6, 1.0, n), "tail": rng.integers(0, len(TAILS), n),
+    # the base text of each response, repeated by index (a numpy string array of 3.2 M long texts would need 46 GB)
+    frame = pl.DataFrame({"base": pl.Series(bases, dtype=pl.String).gather(np.repeat(np.arange(prompts), responses)), "keep": rng.uniform(0.6, 1.0, n), "tail": rng.integers(0, len(TAILS), n),
                           "flip": rng.integers(0, 1 << 30, n)})  # fmt: skip
     words = pl.col("base").str.split(" ")
     kept = words.list.head((words.list.len() * pl.col("keep")).cast(pl.Int64))
@@ -62,8 +63,8 @@ def make_samples(prompts: int, responses: int = 16, seed: int = 0) -> pl.DataFra
     frame = frame.select(response.alias("response"))
     answers = rng.integers(0, 4, n)
     return frame.with_columns(
-        pl.Series("prompt_id", np.repeat([f"q{i:07d}" for i in range(prompts)], responses)),
-        pl.Series("prompt", np.repeat([f"Question {i}: explain step by step." for i in range(prompts)], responses)),
+        pl.Series("prompt_id", np.repeat([f"q{i:07d}" for i in range(first, first + prompts)], responses)),
+        pl.Series("prompt", np.repeat([f"Question {i}: explain step by step." for i in range(first, first + prompts)], responses)),
         pl.Series("model", np.tile(np.array(["m0", "m1", "m2", "m3"]), n // 4 + 1)[:n]),
         pl.Series("reward", np.round(rng.normal(0, 2, n), 2)),
         pl.Series("answer", answers.astype(str)),

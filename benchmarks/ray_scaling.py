@@ -3,7 +3,8 @@
     python benchmarks/ray_scaling.py                       # 200k prompts x 16 (benchmarks/pipeline.py's synthetic set)
     python benchmarks/ray_scaling.py --prompts 50000 --job "pairs correct-vs-incorrect"
 
-It writes the synthetic samples (row groups of 64k rows: one Ray read task each), runs the job as one
+It writes the synthetic samples (in chunks of 20k prompts, each seeded by its index; row groups of 64k
+rows: one Ray read task each), runs the job as one
 local process (`--engine local`), then starts a Ray head and one worker node on this machine (one CPU
 each: the same two cores) and runs the job with `--engine ray`. It checks the outputs hold the same
 rows, and prints wall times, the Ray overhead, and a projection for 8 and 64 nodes.
@@ -50,7 +51,15 @@ def make(prompts: int, path: Path) -> None:
     spec = importlib.util.spec_from_file_location("pipeline_bench", Path(__file__).with_name("pipeline.py"))
     bench = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(bench)
-    bench.make_samples(prompts).write_parquet(path, row_group_size=65_536)
+    import pyarrow.parquet as pq
+
+    chunk = 20_000  # prompts per chunk (seeded per chunk): the generator's word lists of 200k prompts at once do not fit in 24 GiB
+    writer = None
+    for i, first in enumerate(range(0, prompts, chunk)):
+        table = bench.make_samples(min(chunk, prompts - first), seed=i, first=first).to_arrow()
+        writer = writer or pq.ParquetWriter(path, table.schema, compression="zstd")
+        writer.write_table(table, row_group_size=65_536)
+    writer.close()
 
 
 def wall(cmd: list[str], env: dict) -> float:
