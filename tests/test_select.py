@@ -65,3 +65,17 @@ def test_bad_options_and_bad_sql():
         _sel(where="reward_margin >>> 1")
     with pytest.raises(curate.SchemaError, match=r"--weight column has null.*first rows \(0-based\): 2"):
         _sel(weight="score")
+
+
+def test_a_selection_that_keeps_nothing_writes_an_empty_table_with_the_schema(tmp_path):
+    from curate.io import scan
+    from curate.steps import run_step
+
+    src = tmp_path / "pairs.parquet"
+    PAIRS.write_parquet(src)
+    out = tmp_path / "none.parquet"
+    step = run_step("select", {}, src, None, lambda f, s: curate.select(f, step=s, where="reward_margin > 100"), out, "parquet")
+    assert step.rows_out == 0 and step.dropped == {"rows where `reward_margin > 100` is false or null": 6}
+    frame, lineage = scan(out)
+    assert frame.collect().height == 0 and frame.collect_schema().names() == PAIRS.columns
+    assert lineage.steps[-1].rows_out == 0
