@@ -116,7 +116,7 @@ def ray_step_cli(name: str, params: dict, src, kind: str | None, build, output: 
     fmt = fmt or ("parquet" if output.suffix == "" else format_of(output))
     if fmt in ("hf", "hub"):
         fmt = "parquet"  # the shards are a Hub layout already
-    job = distributed.Job(name, params, kind, build, fmt, {k: v for k, v in read_opts.items() if k != "uses"}, phases)
+    job = distributed.Job(name, params, kind, build, fmt, read_opts, phases)
     done = distributed.run_step(job, src, output, say=lambda text: err_console.print(text, highlight=False), **ray)
     print_step(done.step, None)
     resumed = f", {done.resumed} resumed" if done.resumed else ""

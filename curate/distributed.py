@@ -25,7 +25,6 @@ table in the last bits (summation order); integer statistics, cuts and counts ar
 
 from __future__ import annotations
 
-import hashlib
 import json
 import os
 import shutil
@@ -116,7 +115,7 @@ def refuse_table_level(column: str | None, option: str, *, table: str | os.PathL
         if column in scan(table)[0].collect_schema().names():
             return
     producer = scorers.producer_of(column)
-    if producer is not None and type(scorers.get(producer)).table_statistics is not scorers.Scorer.table_statistics:
+    if producer is not None and scorers.registry()[producer].reads_whole_table():
         raise CurateError(
             f"{option} {column}: `{producer}` is computed over the whole table, not per bucket; with --engine ray add it first "
             f"(`curate score IN --scorer {producer} --engine ray -o scored`) and pass the scored table."
@@ -155,6 +154,7 @@ class _Buckets:
     def __init__(self, job: Job, work: Path, source_name: str, lineage_json: str, ext: str, bucket_count: int, rehash: bool) -> None:
         self.job, self.work, self.source_name, self.lineage_json = job, work, source_name, lineage_json
         self.ext, self.bucket_count, self.rehash = ext, bucket_count, rehash
+        self.read_opts = {k: v for k, v in job.read_opts.items() if k != "split"}  # a bucket is one file: the split was chosen on reading
 
     def input_of(self, bucket: int) -> Path:
         return self.work / "in" / f"bucket-{bucket:05d}.parquet"
@@ -187,9 +187,7 @@ class _Buckets:
             write(part.drop(BUCKET), target, "parquet")
             present.append(int(bucket))
         text = json.dumps(sorted(present))
-        tmp = done.with_name(f".{done.name}.{os.getpid()}.tmp")
-        tmp.write_text(text)
-        os.replace(tmp, done)
+        _write_text(done, text)
         return {"index": [index], "buckets": [text]}
 
     def gather(self, bucket: int) -> None:
@@ -219,7 +217,7 @@ class _Buckets:
         out = self.work / "stats" / f"{spec.name}-{bucket:05d}.parquet"
         with self._named():
             run_step(f"{self.job.name} ({spec.name})", {}, self.input_of(bucket), self.job.kind, lambda f, s: spec.partial(f, known), out,
-                     "parquet", drop_hint=False, **self.job.read_opts)  # fmt: skip
+                     "parquet", drop_hint=False, **self.read_opts)  # fmt: skip
         row = pl.read_parquet(out).to_dicts()
         return row[0] if row else {}
 
@@ -234,12 +232,9 @@ class _Buckets:
         start = time.perf_counter()
         with self._named():
             step = run_step(self.job.name, self.job.params, self.input_of(bucket), self.job.kind, lambda f, s: build(f, s, known),
-                            self.part_of(bucket), self.job.fmt, **self.job.read_opts)  # fmt: skip
+                            self.part_of(bucket), self.job.fmt, **self.read_opts)  # fmt: skip
         record = {**step.to_dict(), "seconds": round(time.perf_counter() - start, 4), "node": _node_id()}
-        done.parent.mkdir(parents=True, exist_ok=True)
-        tmp = done.with_name(f".{done.name}.{os.getpid()}.tmp")
-        tmp.write_text(json.dumps(record))
-        os.replace(tmp, done)
+        _write_text(done, json.dumps(record))
         return record
 
     def finish_batch(self, batch: dict[str, Any], known: dict[str, Any]) -> dict[str, Any]:
@@ -270,6 +265,14 @@ class _renamed_errors:
                 text += " (On Ray the rows are counted in one bucket of prompts; other buckets may hold more.)"
             raise CurateError(text) from None
         return False
+
+
+def _write_text(path: Path, text: str) -> None:
+    """A bucket's record, written atomically: a killed task leaves it whole or absent."""
+    from curate.sinks import atomic_path
+
+    with atomic_path(path) as tmp:
+        tmp.write_text(text)
 
 
 def _node_id() -> str | None:
@@ -316,14 +319,12 @@ def merged_step(name: str, params: dict[str, Any], inputs: list[str], records: l
 
 
 def _fingerprint(job: Job, files: list[Path], buckets: int) -> str:
-    h = hashlib.sha256()
-    h.update(json.dumps({"name": job.name, "params": job.params, "kind": job.kind, "fmt": job.fmt, "buckets": buckets,
-                         "read": {k: v for k, v in job.read_opts.items() if isinstance(v, (str, int, float, bool, type(None)))}},
-                        sort_keys=True, default=str).encode())  # fmt: skip
-    for f in files:
-        st = f.stat()
-        h.update(f"{f.resolve()}:{st.st_size}:{st.st_mtime_ns}".encode())
-    return h.hexdigest()
+    """What a --resume must match: the step, its options, the bucket count, and each input file's path, size and mtime."""
+    from curate.fingerprint import digest
+
+    read = {k: v for k, v in job.read_opts.items() if isinstance(v, (str, int, float, bool, type(None)))}
+    stats = [(str(f.resolve()), f.stat().st_size, f.stat().st_mtime_ns) for f in files]
+    return digest({"name": job.name, "params": job.params, "kind": job.kind, "fmt": job.fmt, "buckets": buckets, "read": read, "files": stats})
 
 
 def run_step(
@@ -344,6 +345,10 @@ def run_step(
         import ray
     except ImportError as exc:
         raise CurateError("--engine ray needs Ray Data: pip install 'curate-prefs[ray]'.") from exc
+    ext = {"parquet": ".parquet", "jsonl": ".jsonl"}.get(job.fmt)
+    if ext is None:
+        raise CurateError(f"--engine ray writes parquet or jsonl shards (got --format {job.fmt}); export the folder with `curate export` afterwards.")
+    say = say or (lambda text: print(text, file=sys.stderr))
 
     files = resolve(src, job.read_opts.get("split"))[0]
     items = input_row_groups(files)
@@ -359,15 +364,12 @@ def run_step(
     job_file = work / "job.json"
     if work.exists() and not (resume and job_file.is_file() and json.loads(job_file.read_text()).get("fingerprint") == fingerprint):
         if resume and job_file.is_file():
-            (say or print)(f"note: {work} was left by a different job (other inputs or options); starting over.")
+            say(f"note: {work} was left by a different job (other inputs or options); starting over.")
         shutil.rmtree(work)
     for sub in ("scatter", "in", "data", "steps", "stats"):
         (work / sub).mkdir(parents=True, exist_ok=True)
     job_file.write_text(json.dumps({"fingerprint": fingerprint, "name": job.name}))
 
-    ext = {"parquet": ".parquet", "jsonl": ".jsonl"}.get(job.fmt)
-    if ext is None:
-        raise CurateError(f"--engine ray writes parquet or jsonl shards (got --format {job.fmt}); export the folder with `curate export` afterwards.")
     rehash = bool(job.read_opts.get("rehash_prompt_ids"))
     _quiet_task_errors()
     runner = _Buckets(job, work, source_name(src), input_lineage.to_json(), ext, bucket_count, rehash)
@@ -402,13 +404,10 @@ def run_step(
     step = merged_step(job.name, job.params, inputs, [results[b] for b in present])
     resumed = sum(1 for b in present if results[b].get("resumed"))
     lineage = Lineage(sources=input_lineage.sources, steps=[*input_lineage.steps, step])
-    shards = _name_shards(work, runner, present)
-    for shard in shards:
-        # the step's time on that bucket (benchmarks/ray_scaling.py) and the Ray node that ran it
-        shard.update({k: results[shard["bucket"]].get(k) for k in ("seconds", "node")})
+    shards = _name_shards(work, runner, results)
     (work / LINEAGE_FILE).write_text(lineage.to_json())
     (work / MANIFEST).write_text(json.dumps({"engine": "ray", "buckets": bucket_count, "rows": step.rows_out, "format": job.fmt,
-                                             "shards": shards, "known": _jsonable(known)}, indent=1))  # fmt: skip
+                                             "shards": shards, "known": known}, indent=1, default=str))  # fmt: skip
     for sub in ("scatter", "in", "steps", "stats"):
         shutil.rmtree(work / sub, ignore_errors=True)
     job_file.unlink(missing_ok=True)
@@ -432,22 +431,14 @@ def _over_buckets(ray: Any, present: list[int], fn: Callable[..., Any], **kwargs
     return ds.map_batches(fn, batch_size=1, batch_format="numpy", fn_kwargs=kwargs).take_all()
 
 
-def _name_shards(work: Path, runner: _Buckets, present: list[int]) -> list[dict[str, Any]]:
-    """Rename the buckets' parts to Hub shard names (train-00000-of-00008.parquet) in bucket order."""
+def _name_shards(work: Path, runner: _Buckets, results: dict[int, dict[str, Any]]) -> list[dict[str, Any]]:
+    """Rename the buckets' parts to Hub shard names (train-00000-of-00008.parquet) in bucket order, with each one's rows,
+    the step's time on it (benchmarks/ray_scaling.py) and the Ray node that ran it."""
+    parts = [b for b in sorted(results) if runner.part_of(b).exists()]
     shards = []
-    data = work / "data"
-    parts = [b for b in present if runner.part_of(b).exists()]
     for i, b in enumerate(parts):
-        final = data / f"train-{i:05d}-of-{len(parts):05d}{runner.ext}"
+        final = work / "data" / f"train-{i:05d}-of-{len(parts):05d}{runner.ext}"
         os.replace(runner.part_of(b), final)
-        rows = pl.scan_parquet(final).select(pl.len()).collect().item() if runner.ext == ".parquet" else sum(1 for _ in final.open())
-        shards.append({"file": f"data/{final.name}", "rows": rows, "bucket": b})
+        shards.append({"file": f"data/{final.name}", "rows": results[b].get("rows_out"), "bucket": b, "seconds": results[b].get("seconds"),
+                       "node": results[b].get("node")})  # fmt: skip
     return shards
-
-
-def _jsonable(value: Any) -> Any:
-    try:
-        json.dumps(value)
-        return value
-    except TypeError:
-        return str(value)

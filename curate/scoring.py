@@ -52,7 +52,7 @@ def score_phases(names: list[str], params: dict[str, Any]) -> list[Any]:
     from curate.distributed import Phase
 
     found = scorers.instances(names, params)
-    table_level = [n for n, s in found.items() if type(s).table_statistics is not scorers.Scorer.table_statistics]
+    table_level = [n for n, s in found.items() if s.reads_whole_table()]
     if not table_level:
         return []
 

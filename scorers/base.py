@@ -77,6 +77,11 @@ class Scorer:
     # blocks' rows (`merge_statistics`) and sets `statistics`, which `score` then uses instead.
     statistics: Any = None
 
+    @classmethod
+    def reads_whole_table(cls) -> bool:
+        """Whether the formula uses whole-table values (the class overrides `table_statistics`)."""
+        return cls.table_statistics is not Scorer.table_statistics
+
     def table_statistics(self, frame: pl.LazyFrame) -> pl.LazyFrame | None:
         """One row of mergeable partial statistics over `frame` (one block), or None when the scorer is row-local."""
         return None

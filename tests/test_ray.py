@@ -226,3 +226,12 @@ def _task_workers() -> list[tuple[int, str]]:
     r = subprocess.run(["ps", "-eo", "pid,args"], capture_output=True, text=True)
     rows = [line.strip().split(None, 1) for line in r.stdout.splitlines()[1:]]
     return [(int(pid), args) for pid, args in rows if args.startswith("ray::") and "first_batch" in args][:1]
+
+
+def test_a_split_of_a_hub_folder_reads_as_on_one_machine(cluster, tmp_path):
+    """--split picks the input files; each bucket then reads its one file (no split left to apply)."""
+    hub = tmp_path / "hub"
+    r = run("export", str(GSM8K), "-o", str(hub), "--format", "hf")
+    assert r.returncode == 0, r.stderr
+    single, distributed, _ = both(["pairs", "--strategy", "correct-vs-incorrect", "--split", "train"], hub, tmp_path, "split")
+    same_rows(single, distributed, PAIR_KEYS)

@@ -548,12 +548,7 @@ class Trainer:
             return
         self.best_eval = loss
         best = self.out / "best"
-        tmp = self.out / ".best.tmp"
-        if self.dist.main:
-            shutil.rmtree(tmp, ignore_errors=True)
-            tmp.mkdir(parents=True)
-        if self.dist.enabled:
-            dist.barrier()
+        tmp = self._empty_folder(self.out / ".best.tmp")
         self._save_model(tmp)
         if self.dist.main:
             (tmp / "best.json").write_text(json.dumps({"step": self.step, **metrics}, indent=2))
@@ -647,16 +642,20 @@ class Trainer:
             self._unwrapped().save_pretrained(folder, state_dict=state)
             self.tokenizer.save_pretrained(folder)
 
+    def _empty_folder(self, path: Path) -> Path:
+        """`path` as a new empty folder (made by the main rank; every rank waits for it)."""
+        if self.dist.main:
+            shutil.rmtree(path, ignore_errors=True)
+            path.mkdir(parents=True)
+        if self.dist.enabled:
+            dist.barrier()
+        return path
+
     def save_checkpoint(self) -> Path:
         """Model, optimizer, scheduler, RNG, data position and loss state: an exact resume point (diagnostics so far too)."""
         self.write_diagnostics()
         final = self.out / f"checkpoint-{self.step}"
-        tmp = self.out / f".checkpoint-{self.step}.tmp"
-        if self.dist.main:
-            shutil.rmtree(tmp, ignore_errors=True)
-            tmp.mkdir(parents=True)
-        if self.dist.enabled:
-            dist.barrier()
+        tmp = self._empty_folder(self.out / f".checkpoint-{self.step}.tmp")
         self._save_model(tmp)
         torch.save(
             {"optimizer": self.optimizer.state_dict(), "rng": _rng_state(), "gap_queue": self.gap_queue.state_dict() if self.gap_queue else None},
