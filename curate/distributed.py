@@ -309,12 +309,7 @@ def merged_step(name: str, params: dict[str, Any], inputs: list[str], records: l
     step.rows_in = sum(r.get("rows_in") or 0 for r in records)
     step.rows_out = sum(r.get("rows_out") or 0 for r in records)
     for r in records:
-        for reason, n in r.get("dropped", {}).items():
-            step.counts[reason] = step.counts.get(reason, 0) + n
-        step.units.update(r.get("units", {}))
-        for w in r.get("warnings", []):
-            if w not in step.warnings:
-                step.warnings.append(w)
+        step.absorb(r)
     return step
 
 

@@ -130,6 +130,15 @@ class Step:
     def warn(self, message: str) -> None:
         self.warnings.append(message)
 
+    def absorb(self, record: dict[str, Any]) -> None:
+        """Add the drops and warnings of a part of this step's work (a `to_dict` record: a bucket, a shard)."""
+        for reason, n in record.get("dropped", {}).items():
+            self.counts[reason] = self.counts.get(reason, 0) + n
+        self.units.update(record.get("units", {}))
+        for w in record.get("warnings", []):
+            if w not in self.warnings:
+                self.warnings.append(w)
+
     def to_dict(self) -> dict[str, Any]:
         self.settle()
         return {"name": self.name, "params": self.params, "inputs": self.inputs, "rows_in": self.rows_in, "rows_out": self.rows_out,

@@ -3,6 +3,11 @@
 from __future__ import annotations
 
 import os
+import secrets
+import socket
+import subprocess
+import sys
+import time
 from pathlib import Path
 
 import polars as pl
@@ -10,12 +15,28 @@ import pytest
 
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("HF_DATASETS_OFFLINE", "1")
+# Ray: token authentication (its default for new clusters) with this session's own token, kept out of ~/.ray; set before
+# Ray is imported (it reads them once)
+os.environ.setdefault("RAY_AUTH_MODE", "token")
+os.environ.setdefault("RAY_AUTH_TOKEN", secrets.token_hex(32))
+os.environ.setdefault("RAY_USAGE_STATS_ENABLED", "0")
 
 ROOT = Path(__file__).resolve().parent.parent
 DATA = ROOT / "examples" / "data"
 GSM8K = DATA / "gsm8k_6systems.parquet"
 ARENA = DATA / "arena_v1_17models.parquet"
 GAME24 = DATA / "game24_gpt4_100samples.parquet"
+
+
+def curate_here(*args: object) -> str:
+    """Run a curate command in this process and return its output (reference outputs, without an interpreter start-up each)."""
+    from typer.testing import CliRunner
+
+    from curate.cli import app
+
+    r = CliRunner().invoke(app, [str(a) for a in args], catch_exceptions=False)
+    assert r.exit_code == 0, r.output
+    return r.output
 
 
 def write_parquet(tmp_path: Path, name: str, data: dict) -> Path:
@@ -124,3 +145,47 @@ def ran(tmp_path_factory) -> dict[str, Path]:
         assert r.returncode == 0, f"{recipe.name}:\n{r.stderr[-3000:]}"
         done[recipe.stem] = base / recipe.stem
     return done
+
+
+# --- a real two-node Ray cluster -----------------------------------------------------------------------
+
+RAY_BIN = Path(sys.executable).with_name("ray")
+
+
+def ray_env() -> dict[str, str]:
+    """The environment of the commands: this one's, with the cluster's RAY_ADDRESS once the fixture set it."""
+    return {**os.environ, "HF_HUB_OFFLINE": "1", "COLUMNS": "200"}
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+@pytest.fixture(scope="session")
+def cluster(tmp_path_factory) -> str:
+    """`ray start --head --num-cpus 1` plus one worker node (`ray start --address ...`): the address to pass as --ray-address."""
+    ray = pytest.importorskip("ray")
+    tmp = tmp_path_factory.mktemp("ray")
+    port = _free_port()
+    address = f"127.0.0.1:{port}"
+    common = ["--num-cpus", "1", "--object-store-memory", str(300 * 2**20), "--disable-usage-stats"]
+    head = [str(RAY_BIN), "start", "--head", "--port", str(port), "--node-ip-address", "127.0.0.1", "--include-dashboard", "false",
+            "--temp-dir", str(tmp), *common]  # fmt: skip
+    subprocess.run(head, check=True, env=ray_env(), capture_output=True, timeout=180)
+    try:
+        subprocess.run([str(RAY_BIN), "start", "--address", address, "--node-ip-address", "127.0.0.1", *common], check=True, env=ray_env(),
+                       capture_output=True, timeout=180)  # fmt: skip
+        os.environ["RAY_ADDRESS"] = address
+        ray.init(address=address, logging_level="ERROR", log_to_driver=False)
+        deadline = time.time() + 60
+        while len([n for n in ray.nodes() if n["Alive"]]) < 2 and time.time() < deadline:
+            time.sleep(0.5)
+        assert len([n for n in ray.nodes() if n["Alive"]]) == 2, "the worker node did not join"
+        yield address
+    finally:
+        if ray.is_initialized():
+            ray.shutdown()
+        os.environ.pop("RAY_ADDRESS", None)
+        subprocess.run([str(RAY_BIN), "stop", "--force"], env=ray_env(), capture_output=True, timeout=120)

@@ -9,9 +9,7 @@ the same sort (Ray writes one shard per bucket of prompts).
 from __future__ import annotations
 
 import os
-import secrets
 import signal
-import socket
 import subprocess
 import sys
 import threading
@@ -23,53 +21,10 @@ import polars as pl
 import pytest
 from polars.testing import assert_frame_equal
 
-from tests.conftest import ARENA, GAME24, GSM8K
+from tests.conftest import ARENA, GAME24, GSM8K, curate_here, ray_env as env
 
-# token authentication (Ray's default for new clusters) with this session's own token, kept out of ~/.ray; set before
-# Ray is imported (it reads them once)
-os.environ.setdefault("RAY_AUTH_MODE", "token")
-os.environ.setdefault("RAY_AUTH_TOKEN", secrets.token_hex(32))
-os.environ.setdefault("RAY_USAGE_STATS_ENABLED", "0")
 ray = pytest.importorskip("ray")
 pytestmark = pytest.mark.ray
-
-RAY_BIN = Path(sys.executable).with_name("ray")
-def env() -> dict[str, str]:
-    """The environment of the commands: this one's, with the cluster's RAY_ADDRESS once the fixture set it."""
-    return {**os.environ, "HF_HUB_OFFLINE": "1", "COLUMNS": "200"}
-
-
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
-@pytest.fixture(scope="session")
-def cluster(tmp_path_factory) -> str:
-    """A head node and one worker node, each with one CPU: the address to pass as --ray-address."""
-    tmp = tmp_path_factory.mktemp("ray")
-    port = _free_port()
-    address = f"127.0.0.1:{port}"
-    common = ["--num-cpus", "1", "--object-store-memory", str(300 * 2**20), "--disable-usage-stats"]
-    head = [str(RAY_BIN), "start", "--head", "--port", str(port), "--node-ip-address", "127.0.0.1", "--include-dashboard", "false",
-            "--temp-dir", str(tmp), *common]  # fmt: skip
-    subprocess.run(head, check=True, env=env(), capture_output=True, timeout=180)
-    try:
-        subprocess.run([str(RAY_BIN), "start", "--address", address, "--node-ip-address", "127.0.0.1", *common], check=True, env=env(),
-                       capture_output=True, timeout=180)  # fmt: skip
-        os.environ["RAY_ADDRESS"] = address
-        ray.init(address=address, logging_level="ERROR", log_to_driver=False)
-        deadline = time.time() + 60
-        while len([n for n in ray.nodes() if n["Alive"]]) < 2 and time.time() < deadline:
-            time.sleep(0.5)
-        assert len([n for n in ray.nodes() if n["Alive"]]) == 2, "the worker node did not join"
-        yield address
-    finally:
-        if ray.is_initialized():
-            ray.shutdown()
-        os.environ.pop("RAY_ADDRESS", None)
-        subprocess.run([str(RAY_BIN), "stop", "--force"], env=env(), capture_output=True, timeout=120)
 
 
 def shards(folder: Path) -> pl.DataFrame:
@@ -112,8 +67,7 @@ def both(cmd: list[str], src: Path, tmp_path: Path, name: str, *extra: str) -> t
     """The single-machine output and the Ray one (through the CLI), and the Ray run's stderr."""
     single = tmp_path / f"{name}.parquet"
     extra = (*extra, "--drop-invalid")  # the bundled arena data has blank responses: both engines drop and count them
-    r = run(*cmd, str(src), "-o", str(single), *extra)
-    assert r.returncode == 0, r.stderr
+    curate_here(*cmd, src, "-o", single, *extra)
     folder = tmp_path / f"{name}_ray"
     r2 = run(*cmd, str(src), "-o", str(folder), *extra, "--engine", "ray", "--buckets", "5")
     assert r2.returncode == 0, r2.stderr
@@ -141,13 +95,20 @@ def test_table_level_scorers_equal_single_machine(cluster, tmp_path):
     """alignment_potential (table z-scores) and dual_margin (data-driven M2) merge their statistics across buckets."""
     src = with_logps(tmp_path)
     pairs = tmp_path / "all.parquet"
-    assert run("pairs", str(src), "--strategy", "all", "-o", str(pairs), "--drop-invalid").returncode == 0
+    curate_here("pairs", src, "--strategy", "all", "-o", pairs, "--drop-invalid")
     single, distributed, _ = both(["score", "-s", "alignment_potential", "-s", "dual_margin"], pairs, tmp_path, "scored")
     same_rows(single, distributed, PAIR_KEYS, rtol=1e-12)
     import json
 
     manifest = json.loads((tmp_path / "scored_ray" / "curate_manifest.json").read_text())
     assert manifest["rows"] == single.height == sum(s["rows"] for s in manifest["shards"])
+
+
+@pytest.fixture(scope="module")
+def arena_pairs(tmp_path_factory) -> Path:
+    pairs = tmp_path_factory.mktemp("arena") / "all.parquet"
+    curate_here("pairs", ARENA, "--strategy", "all", "-o", pairs, "--drop-invalid")
+    return pairs
 
 
 @pytest.mark.parametrize(
@@ -159,9 +120,8 @@ def test_table_level_scorers_equal_single_machine(cluster, tmp_path):
         ["--top", "0.5", "--by", "reward_margin", "--per-prompt"],
     ],
 )
-def test_select_equal_single_machine(cluster, tmp_path, args):
-    pairs = tmp_path / "all.parquet"
-    assert run("pairs", str(ARENA), "--strategy", "all", "-o", str(pairs), "--drop-invalid").returncode == 0
+def test_select_equal_single_machine(cluster, tmp_path, arena_pairs, args):
+    pairs = arena_pairs
     single, distributed, _ = both(["select"], pairs, tmp_path, "selected", *args)
     same_rows(single, distributed, PAIR_KEYS, rtol=1e-12)
 
@@ -172,7 +132,7 @@ def test_triplets_rank_and_export_equal_single_machine(cluster, tmp_path):
     single, distributed, _ = both(["triplets", "--target-model", "gpt-3.5-turbo", "--rejected-from", "any"], ARENA, tmp_path, "triplets")
     same_rows(single, distributed, PAIR_KEYS)
     pairs = tmp_path / "bvw.parquet"
-    assert run("pairs", str(ARENA), "--strategy", "best-vs-worst", "-o", str(pairs), "--drop-invalid").returncode == 0
+    curate_here("pairs", ARENA, "--strategy", "best-vs-worst", "-o", pairs, "--drop-invalid")
     single, distributed, _ = both(["export", "--trl"], pairs, tmp_path, "trl")
     same_rows(single, distributed, ["prompt", "chosen", "rejected"])
 
@@ -194,7 +154,7 @@ def test_worker_killed_mid_job_gives_the_same_output(cluster, tmp_path):
     """SIGKILL a Ray worker process while buckets run: Ray retries the task and the output is unchanged."""
     src = with_logps(tmp_path)
     single = tmp_path / "single.parquet"
-    assert run("pairs", str(src), "--strategy", "all", "-o", str(single), "--drop-invalid").returncode == 0
+    curate_here("pairs", src, "--strategy", "all", "-o", single, "--drop-invalid")
     folder = tmp_path / "killed"
     proc = subprocess.Popen([sys.executable, "-m", "curate.cli", "pairs", str(src), "--strategy", "all", "-o", str(folder), "--engine", "ray",
                              "--buckets", "12", "--drop-invalid"], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env())  # fmt: skip
@@ -231,7 +191,6 @@ def _task_workers() -> list[tuple[int, str]]:
 def test_a_split_of_a_hub_folder_reads_as_on_one_machine(cluster, tmp_path):
     """--split picks the input files; each bucket then reads its one file (no split left to apply)."""
     hub = tmp_path / "hub"
-    r = run("export", str(GSM8K), "-o", str(hub), "--format", "hf")
-    assert r.returncode == 0, r.stderr
+    curate_here("export", GSM8K, "-o", hub, "--format", "hf")
     single, distributed, _ = both(["pairs", "--strategy", "correct-vs-incorrect", "--split", "train"], hub, tmp_path, "split")
     same_rows(single, distributed, PAIR_KEYS)

