@@ -550,9 +550,7 @@ def pool_opts(engine: str, workers: int | None, cpus: float | None, gpus: float 
         return None
     from curate.models.actors import Pool
 
-    pool = Pool(workers=workers, cpus_per_worker=1.0 if cpus is None else cpus, gpus_per_worker=gpus, address=address)
-    pool.check()
-    return pool
+    return Pool(workers=workers, cpus_per_worker=1.0 if cpus is None else cpus, gpus_per_worker=gpus, address=address)
 
 
 def generation_engine(engine: str, worker_engine: str | None) -> str:

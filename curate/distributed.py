@@ -30,7 +30,8 @@ import os
 import shutil
 import sys
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -281,6 +282,18 @@ def _node_id() -> str | None:
     return ray.get_runtime_context().get_node_id() if ray.is_initialized() else None
 
 
+@contextmanager
+def curate_errors() -> Iterator[None]:
+    """A CurateError raised in a Ray task or actor reaches the user as curate's message; anything else is re-raised."""
+    try:
+        yield
+    except Exception as exc:  # noqa: BLE001
+        inner = _unwrap(exc) or _curate_error_in(str(exc))
+        if inner is not None:
+            raise CurateError(str(inner)) from None
+        raise
+
+
 def _unwrap(exc: BaseException | None) -> CurateError | None:
     """The CurateError a Ray task raised, out of Ray's wrappers (which subclass it, with the remote traceback as text)."""
     from ray.exceptions import RayError
@@ -368,7 +381,7 @@ def run_step(
     rehash = bool(job.read_opts.get("rehash_prompt_ids"))
     _quiet_task_errors()
     runner = _Buckets(job, work, source_name(src), input_lineage.to_json(), ext, bucket_count, rehash)
-    try:
+    with curate_errors():
         items = [{**item, "index": i} for i, item in enumerate(items)]
         scattered = ray.data.from_items(items, override_num_blocks=max(1, len(items))).map_batches(runner.scatter, batch_size=1,
                                                                                                   batch_format="numpy").take_all()  # fmt: skip
@@ -389,11 +402,6 @@ def run_step(
                 known[phase.name] = phase.merge([results[b] for b in present], dict(known))
             rows = _over_buckets(ray, present, runner.finish_batch, known=known)
             results = {int(r["bucket"]): json.loads(r["result"]) for r in rows}
-    except Exception as exc:  # noqa: BLE001 - a task's CurateError is the user's error; anything else is re-raised
-        inner = _unwrap(exc) or _curate_error_in(str(exc))
-        if inner is not None:
-            raise CurateError(str(inner)) from None
-        raise
 
     present = sorted(results)
     step = merged_step(job.name, job.params, inputs, [results[b] for b in present])

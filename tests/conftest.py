@@ -189,3 +189,35 @@ def cluster(tmp_path_factory) -> str:
             ray.shutdown()
         os.environ.pop("RAY_ADDRESS", None)
         subprocess.run([str(RAY_BIN), "stop", "--force"], env=ray_env(), capture_output=True, timeout=120)
+
+
+
+def run_killing_a_worker(args: list[object], ready, title_part: str, *, timeout: float = 600) -> tuple[int, str, list[str]]:
+    """Run `curate ARGS`; once `ready()` holds, SIGKILL one Ray worker process whose title (`ray::...`) names `title_part`.
+
+    Returns the command's exit code, its stderr, and the titles of the processes killed (none if it ended first).
+    """
+    import signal
+    import threading
+
+    proc = subprocess.Popen([sys.executable, "-m", "curate.cli", *map(str, args)], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                            env=ray_env())  # fmt: skip
+    killed: list[str] = []
+
+    def kill_one() -> None:
+        deadline = time.time() + timeout
+        while time.time() < deadline and proc.poll() is None:
+            if ready():
+                r = subprocess.run(["ps", "-eo", "pid,args"], capture_output=True, text=True)
+                for pid, what in (line.strip().split(None, 1) for line in r.stdout.splitlines()[1:]):
+                    if what.startswith("ray::") and title_part in what:
+                        os.kill(int(pid), signal.SIGKILL)
+                        killed.append(what)
+                        return
+            time.sleep(0.05)
+
+    thread = threading.Thread(target=kill_one)
+    thread.start()
+    _, err = proc.communicate(timeout=timeout)
+    thread.join()
+    return proc.returncode, err, killed

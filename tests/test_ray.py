@@ -8,12 +8,8 @@ the same sort (Ray writes one shard per bucket of prompts).
 
 from __future__ import annotations
 
-import os
-import signal
 import subprocess
 import sys
-import threading
-import time
 from pathlib import Path
 
 import numpy as np
@@ -21,7 +17,8 @@ import polars as pl
 import pytest
 from polars.testing import assert_frame_equal
 
-from tests.conftest import ARENA, GAME24, GSM8K, curate_here, ray_env as env
+from tests.conftest import ARENA, GAME24, GSM8K, curate_here, run_killing_a_worker
+from tests.conftest import ray_env as env
 
 ray = pytest.importorskip("ray")
 pytestmark = pytest.mark.ray
@@ -156,36 +153,13 @@ def test_worker_killed_mid_job_gives_the_same_output(cluster, tmp_path):
     single = tmp_path / "single.parquet"
     curate_here("pairs", src, "--strategy", "all", "-o", single, "--drop-invalid")
     folder = tmp_path / "killed"
-    proc = subprocess.Popen([sys.executable, "-m", "curate.cli", "pairs", str(src), "--strategy", "all", "-o", str(folder), "--engine", "ray",
-                             "--buckets", "12", "--drop-invalid"], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env())  # fmt: skip
-    killed, killed_what = [], []
-
-    def kill_one() -> None:
-        deadline = time.time() + 120
-        while time.time() < deadline and proc.poll() is None:
-            work = tmp_path / f".killed{'.curate-ray'}" / "steps"
-            if work.is_dir() and any(work.iterdir()):  # some buckets finished, others are running
-                for pid, what in _task_workers():
-                    os.kill(pid, signal.SIGKILL)
-                    killed.append(pid)
-                    killed_what.append(what)
-                    return
-            time.sleep(0.05)
-
-    t = threading.Thread(target=kill_one)
-    t.start()
-    out, err = proc.communicate(timeout=600)
-    t.join()
-    assert proc.returncode == 0, f"killed {killed_what}:\n" + err[-3000:]
+    work = tmp_path / ".killed.curate-ray" / "steps"
+    args = ["pairs", src, "--strategy", "all", "-o", folder, "--engine", "ray", "--buckets", 12, "--drop-invalid"]
+    # once some buckets finished, others are running
+    code, err, killed = run_killing_a_worker(args, lambda: work.is_dir() and any(work.iterdir()), "first_batch", timeout=600)
+    assert code == 0, f"killed {killed}:\n" + err[-3000:]
     assert killed, "no worker was running a task to kill"
     same_rows(pl.read_parquet(single), shards(folder), PAIR_KEYS)
-
-
-def _task_workers() -> list[tuple[int, str]]:
-    """Ray worker processes running one of curate's bucket tasks (`ray::...MapBatches(...)` in their title)."""
-    r = subprocess.run(["ps", "-eo", "pid,args"], capture_output=True, text=True)
-    rows = [line.strip().split(None, 1) for line in r.stdout.splitlines()[1:]]
-    return [(int(pid), args) for pid, args in rows if args.startswith("ray::") and "first_batch" in args][:1]
 
 
 def test_a_split_of_a_hub_folder_reads_as_on_one_machine(cluster, tmp_path):

@@ -8,19 +8,15 @@ must equal the single-process output row for row, in order.
 from __future__ import annotations
 
 import importlib.util
-import os
-import signal
 import subprocess
 import sys
-import threading
-import time
 from pathlib import Path
 
 import polars as pl
 import pytest
 from polars.testing import assert_frame_equal
 
-from tests.conftest import curate_here, ray_env, write_parquet
+from tests.conftest import curate_here, ray_env, run_killing_a_worker, write_parquet
 
 ray = pytest.importorskip("ray")
 pytestmark = pytest.mark.ray
@@ -98,35 +94,13 @@ def test_stopped_run_resumes_and_a_killed_actor_is_retried(cluster, tiny_model, 
     ok("sample", prompts, *common, *ray_opts, "--max-shards", 2, "-o", out)
     folder = tmp_path / "killed.parquet.shards"
     assert not out.exists() and sorted(p.name for p in folder.glob("shard-*")) == ["shard-00000.parquet", "shard-00001.parquet"]
-    proc = subprocess.Popen([sys.executable, "-m", "curate.cli", "sample", *map(str, [prompts, *common, *ray_opts, "--resume", "-o", out])],
-                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=ray_env())  # fmt: skip
-    killed: list[str] = []
-
-    def kill_one() -> None:
-        deadline = time.time() + 300
-        while time.time() < deadline and proc.poll() is None:
-            if len(list(folder.glob("shard-*.parquet"))) > 2:  # the actors are up and busy
-                for pid, what in _actors():
-                    os.kill(pid, signal.SIGKILL)
-                    killed.append(what)
-                    return
-            time.sleep(0.05)
-
-    t = threading.Thread(target=kill_one)
-    t.start()
-    _, err = proc.communicate(timeout=900)
-    t.join()
-    assert proc.returncode == 0, f"killed {killed}:\n" + err[-3000:]
+    args = ["sample", prompts, *common, *ray_opts, "--resume", "-o", out]
+    # once a new shard came back, the actors are up and busy
+    code, err, killed = run_killing_a_worker(args, lambda: len(list(folder.glob("shard-*.parquet"))) > 2, "StageActor", timeout=900)
+    assert code == 0, f"killed {killed}:\n" + err[-3000:]
     assert "6 shard(s) on 2 Ray actor(s)" in err  # the two finished shards are not redone
     assert killed, "no actor was running to kill"
     assert_frame_equal(pl.read_parquet(full), pl.read_parquet(out))
-
-
-def _actors() -> list[tuple[int, str]]:
-    """One Ray worker process that holds a stage actor (`ray::...StageActor...` in its title)."""
-    r = subprocess.run(["ps", "-eo", "pid,args"], capture_output=True, text=True)
-    rows = [line.strip().split(None, 1) for line in r.stdout.splitlines()[1:]]
-    return [(int(pid), args) for pid, args in rows if args.startswith("ray::") and "StageActor" in args][:1]
 
 
 def test_an_actor_error_is_curates_message(cluster, tiny_plain, samples, tmp_path):
@@ -138,8 +112,12 @@ def test_an_actor_error_is_curates_message(cluster, tiny_plain, samples, tmp_pat
     assert not out.exists() and not (tmp_path / "r.parquet.shards").exists()
 
 
-def test_pool_options_need_ray(tiny_model, samples, tmp_path):
+def test_pool_options_need_ray_and_room_on_the_cluster(cluster, tiny_model, samples, tmp_path):
     r = cli("reward", samples, "--model", tiny_model, "--workers", 2, "-o", tmp_path / "r.parquet")
     assert r.returncode == 2 and "go with --engine ray" in r.stderr
     r = cli("sample", samples, "--model", tiny_model, "--worker-engine", "hf", "-o", tmp_path / "s.parquet")
     assert r.returncode == 2 and "--worker-engine goes with --engine ray" in r.stderr
+    out = tmp_path / "r3.parquet"
+    r = cli("reward", samples, "--model", tiny_model, "--engine", "ray", "--workers", 3, "-o", out)  # two nodes of one CPU each
+    assert r.returncode == 2 and "room for 2 actor(s)" in r.stderr, r.stderr[-2000:]
+    assert not out.exists() and not (tmp_path / "r3.parquet.shards").exists()

@@ -15,7 +15,6 @@ from __future__ import annotations
 import io
 import json
 import sys
-import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
@@ -36,7 +35,7 @@ class Pool:
     gpus_per_worker: float | None = None  # default: 1 where the cluster has GPUs, else 0
     address: str | None = None
 
-    def check(self) -> None:
+    def __post_init__(self) -> None:
         if self.workers is not None and self.workers < 1:
             raise CurateError(f"--workers must be at least 1 (got {self.workers}).")
         if self.cpus_per_worker <= 0:
@@ -51,7 +50,10 @@ class Pool:
             raise CurateError(f"--gpus-per-worker {gpus:g}: the Ray cluster has {resources.get('GPU', 0):g} GPU(s).")
         if self.cpus_per_worker > resources.get("CPU", 0):
             raise CurateError(f"--cpus-per-worker {self.cpus_per_worker:g}: the Ray cluster has {resources.get('CPU', 0):g} CPU(s).")
-        fits = int(resources.get("GPU", 0) // gpus) if gpus else int(resources.get("CPU", 1) // self.cpus_per_worker)
+        fits = int(resources.get("GPU", 0) // gpus) if gpus else int(resources.get("CPU", 0) // self.cpus_per_worker)
+        if self.workers is not None and self.workers > fits:  # Ray would wait for resources that never come
+            raise CurateError(f"--workers {self.workers}: the Ray cluster has room for {fits} actor(s) of {self.cpus_per_worker:g} CPU and "
+                              f"{gpus:g} GPU; lower --workers or the resources per worker.")  # fmt: skip
         workers = self.workers or max(1, min(fits, shards))
         return workers, self.cpus_per_worker, gpus
 
@@ -63,14 +65,9 @@ class _StageActor:
         self.fn, self.name = stage.build(), name
 
     def __call__(self, batch: dict[str, Any]) -> dict[str, list[Any]]:
-        import ray
-
-        node = ray.get_runtime_context().get_node_id()
         out: dict[str, list[Any]] = {"shard": [], "rows": [], "record": []}
         for k, payload in zip(batch["shard"], batch["rows"], strict=True):
-            start = time.perf_counter()
             frame, record = shard_output(self.fn, pl.read_ipc(io.BytesIO(payload)), self.name)
-            record.update(seconds=round(time.perf_counter() - start, 4), node=node)
             out["shard"].append(int(k))
             out["rows"].append(_ipc(frame))
             out["record"].append(json.dumps(record))
@@ -86,7 +83,7 @@ def _ipc(frame: pl.DataFrame) -> bytes:
 def run_on_pool(stage: Stage, rows: pl.DataFrame, todo: list[int], shard_size: int, name: str, pool: Pool,
                 say: Callable[[str], None] | None = None) -> Finished:  # fmt: skip
     """The shards `todo` on a pool of Ray actors, yielded as they finish (not in order)."""
-    from curate.distributed import _curate_error_in, _quiet_task_errors, _unwrap, connect
+    from curate.distributed import _quiet_task_errors, connect, curate_errors
 
     try:
         import ray
@@ -95,7 +92,6 @@ def run_on_pool(stage: Stage, rows: pl.DataFrame, todo: list[int], shard_size: i
     if not todo:
         return
     say = say or (lambda text: print(text, file=sys.stderr))
-    pool.check()
     connect(pool.address, say=say)
     workers, cpus, gpus = pool.resolved(ray.cluster_resources(), len(todo))
     say(f"{name}: {len(todo)} shard(s) on {workers} Ray actor(s), {cpus:g} CPU and {gpus:g} GPU each")
@@ -106,11 +102,6 @@ def run_on_pool(stage: Stage, rows: pl.DataFrame, todo: list[int], shard_size: i
     ds = ray.data.from_items(items, override_num_blocks=len(items))
     done = ds.map_batches(_StageActor, fn_constructor_kwargs={"stage": stage, "name": name}, batch_size=1, batch_format="numpy",
                           compute=ray.data.ActorPoolStrategy(size=workers), num_cpus=cpus, num_gpus=gpus)  # fmt: skip
-    try:
+    with curate_errors():
         for row in done.iter_rows():
             yield int(row["shard"]), pl.read_ipc(io.BytesIO(row["rows"])), json.loads(row["record"])
-    except Exception as exc:  # noqa: BLE001 - an actor's CurateError is the user's error; anything else is re-raised
-        inner = _unwrap(exc) or _curate_error_in(str(exc))
-        if inner is not None:
-            raise CurateError(str(inner)) from None
-        raise
