@@ -626,8 +626,9 @@ def verify(
     task: Annotated[str, typer.Option(help="math (math-verify against `gold`) | exact (normalised match) | game24")] = "math",
     workers: Annotated[int, typer.Option(help="Processes for math verification.")] = 2,
     timeout: Annotated[float, typer.Option(help="Seconds allowed per response (math).")] = 5.0,
-    shard_size: Annotated[int, typer.Option(help="Rows per output shard.")] = 4096,
+    shard_size: ShardSize = 4096,
     resume: Resume = False,
+    max_shards: MaxShards = None,
     fmt: Format = None,
     drop_invalid: DropInvalid = False,
 ) -> None:
@@ -638,7 +639,7 @@ def verify(
 
         stage = Stage(verifier, {"task": task, "workers": workers, "timeout_s": timeout})
         stage_cli("verify", {"task": task, "timeout": timeout}, samples, "samples", stage, output, shard_size=shard_size, resume=resume,
-                  max_shards=None, fmt=fmt, drop_invalid=drop_invalid)  # fmt: skip
+                  max_shards=max_shards, fmt=fmt, drop_invalid=drop_invalid)  # fmt: skip
 
 
 @app.command()
@@ -875,16 +876,15 @@ def recipe_commands() -> dict:
 
 def invoke_command(argv: list[str]) -> int:
     """Run one curate command in this process and return its exit code (what `curate run` does for each step)."""
-    import click
-
     try:
-        app(argv, standalone_mode=False, prog_name="curate")
-    except (typer.Exit, click.exceptions.Exit) as exc:
+        code = app(argv, standalone_mode=False, prog_name="curate")
+    except typer.Exit as exc:
         return int(getattr(exc, "exit_code", 0) or 0)
-    except click.UsageError as exc:
+    except typer.TyperException as exc:  # a usage error (typer bundles its own click: catch its base class)
         err_console.print(f"[bold red]error:[/] {escape_text(exc.format_message())}", highlight=False)
-        return 2
-    return 0
+        return int(getattr(exc, "exit_code", 2) or 2)
+    # outside standalone mode click returns an Exit's code instead of raising it (a command returns None)
+    return code if isinstance(code, int) else 0
 
 
 @app.command()

@@ -350,13 +350,44 @@ class Runner:
                 continue
             console.rule(f"step {p.step.id}: curate {' '.join(_short(a, self.workdir) for a in p.argv)}")
             t0 = time.perf_counter()
-            code = self.invoke(p.argv)
+            argv = self._resuming(p)
+            self.state["running"] = {"step": p.step.id, "fingerprint": p.fingerprint}
+            self._save_state()
+            code = self.invoke(argv)
             if code:
                 raise RecipeError(f"{self.recipe.path}:{p.step.line}: step `{p.step.id}` (curate {p.step.command}) failed with exit code {code}; "
                                   "see above. The steps before it are kept; run the recipe again once it is fixed.")  # fmt: skip
             self.state["steps"][p.step.id] = {"fingerprint": p.fingerprint, "output": p.step.output, "seconds": round(time.perf_counter() - t0, 2)}
+            self.state.pop("running", None)
             self._save_state()
         return plans
+
+    def _resuming(self, p: Plan) -> list[str]:
+        """The step's command line, with `--resume` when an earlier run of the very same step was interrupted.
+
+        A model stage killed mid-run leaves its finished shards in `OUTPUT.shards` (a Ray job, its finished
+        buckets in `.OUTPUT.curate-ray`): the same step resumes from them. Shards left by a step whose
+        fingerprint has since changed are stale and removed, with a note.
+        """
+        from curate.console import err_console
+
+        out = self.paths[p.step.id]
+        leftovers = [f for f in (out.with_name(out.name + ".shards"), out.with_name(f".{out.name}.curate-ray")) if f.exists()]
+        if not leftovers:
+            return p.argv
+        interrupted = self.state.get("running") == {"step": p.step.id, "fingerprint": p.fingerprint}
+        takes_resume = "resume" in _option_names(self.commands[p.step.command]) and (
+            "shard_size" in {q.name for q in self.commands[p.step.command].params} or "ray" in p.argv
+        )
+        if interrupted and takes_resume:
+            err_console.print(f"step {p.step.id} was interrupted: resuming from {', '.join(f.name for f in leftovers)}", highlight=False)
+            return [*p.argv, "--resume"]
+        import shutil
+
+        for f in leftovers:
+            err_console.print(f"step {p.step.id}: removing {f.name}, left by an interrupted run with other inputs or options", highlight=False)
+            shutil.rmtree(f)
+        return p.argv
 
     def _save_state(self) -> None:
         from curate.sinks import atomic_path

@@ -1,20 +1,9 @@
-"""Built-in scorers of curate (SPEC §3) and the registry that third-party scorers join.
+"""Built-in scorers of curate and the registry that third-party scorers join.
 
-One module per family; importing this package registers the built-ins.
+One module per family (`BUILTINS`); they register on the first look-up of the registry, so importing
+this package (as every curate command does, for its errors) costs no scorer module and no numpy.
 """
 
-from scorers import (  # noqa: F401  (importing registers the built-ins)
-    alignment_potential,
-    dcrm,
-    delta,
-    difficulty,
-    dual_margin,
-    edit_distance,
-    embedding_distance,
-    implicit_margin,
-    madpo_weight,
-    reward_margin,
-)
 from scorers.base import ENTRY_POINT_GROUP, Scorer, ensure, get, instances, producer_of, register, registry, score, split_params, sql_macros
 from scorers.errors import CurateError, SchemaError
 

@@ -8,6 +8,7 @@ A scorer adds its `produces` columns to a LazyFrame and keeps every row. Built-i
 from __future__ import annotations
 
 import dataclasses
+import importlib
 from collections.abc import Iterable
 from importlib.metadata import entry_points
 from typing import Any, ClassVar
@@ -124,11 +125,17 @@ def register(name: str):
     return deco
 
 
+BUILTINS = ("alignment_potential", "dcrm", "delta", "difficulty", "dual_margin", "edit_distance", "embedding_distance",
+            "implicit_margin", "madpo_weight", "reward_margin")  # fmt: skip
+
+
 def registry() -> dict[str, type[Scorer]]:
     """All scorers: the built-ins plus those third-party packages expose under `curate.scorers`."""
     global _entry_points_loaded
     if not _entry_points_loaded:
         _entry_points_loaded = True
+        for module in BUILTINS:  # importing a module registers its scorers
+            importlib.import_module(f"scorers.{module}")
         for ep in entry_points(group=ENTRY_POINT_GROUP):
             cls = ep.load()
             if not (isinstance(cls, type) and issubclass(cls, Scorer)):

@@ -140,8 +140,10 @@ def ran(tmp_path_factory) -> dict[str, Path]:
     env = {**os.environ, "HF_HUB_OFFLINE": "1", "COLUMNS": "200"}
     done = {}
     for recipe in sorted(RECIPES.glob("*.yaml")):
-        r = subprocess.run([sys.executable, "-m", "curate.cli", "run", str(recipe), "--workdir", str(base / recipe.stem)], capture_output=True,
-                           text=True, env=env, timeout=900)  # fmt: skip
+        # the demo recipe through `curate demo` (the same recipe: test_cli checks that command on this output)
+        args = ["demo", "--out"] if recipe.stem == "demo" else ["run", str(recipe), "--workdir"]
+        r = subprocess.run([sys.executable, "-m", "curate.cli", *args, str(base / recipe.stem)], capture_output=True, text=True, env=env,
+                           timeout=900)  # fmt: skip
         assert r.returncode == 0, f"{recipe.name}:\n{r.stderr[-3000:]}"
         done[recipe.stem] = base / recipe.stem
     return done
@@ -161,6 +163,28 @@ def _free_port() -> int:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         return s.getsockname()[1]
+
+
+_LAST_CLUSTER_TEST: list[str] = []
+
+
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    """Note the last test that uses the Ray cluster: the cluster stops after it, not at the end of the session."""
+    users = [item.nodeid for item in items if "cluster" in getattr(item, "fixturenames", ())]
+    _LAST_CLUSTER_TEST[:] = users[-1:]
+
+
+def pytest_runtest_teardown(item: pytest.Item, nextitem: pytest.Item | None) -> None:
+    if _LAST_CLUSTER_TEST and item.nodeid == _LAST_CLUSTER_TEST[0]:
+        _stop_cluster()
+
+
+def _stop_cluster(*, always: bool = False) -> None:
+    ray = sys.modules.get("ray")
+    if ray is not None and ray.is_initialized():
+        ray.shutdown()
+    if os.environ.pop("RAY_ADDRESS", None) is not None or always:
+        subprocess.run([str(RAY_BIN), "stop", "--force"], env=ray_env(), capture_output=True, timeout=120)
 
 
 @pytest.fixture(scope="session")
@@ -185,11 +209,7 @@ def cluster(tmp_path_factory) -> str:
         assert len([n for n in ray.nodes() if n["Alive"]]) == 2, "the worker node did not join"
         yield address
     finally:
-        if ray.is_initialized():
-            ray.shutdown()
-        os.environ.pop("RAY_ADDRESS", None)
-        subprocess.run([str(RAY_BIN), "stop", "--force"], env=ray_env(), capture_output=True, timeout=120)
-
+        _stop_cluster(always=True)  # if the last test that used it did not already (a second stop is harmless)
 
 
 def run_killing_a_worker(args: list[object], ready, title_part: str, *, timeout: float = 600) -> tuple[int, str, list[str]]:

@@ -145,10 +145,8 @@ def test_scorers_lists_builtins():
     assert r.returncode == 0 and "difficulty_weight" in r.stdout and "reward_margin" in r.stdout
 
 
-def test_demo_end_to_end(tmp_path):
-    r = curate_cli("demo", "--out", tmp_path / "demo")
-    assert r.returncode == 0, r.stderr
-    d = tmp_path / "demo"
+def test_demo_end_to_end(ran):
+    d = ran["demo"]  # `curate demo --out DIR`, run once per session by the `ran` fixture
     assert {p.name for p in d.iterdir()} >= {"samples.parquet", "pairs.parquet", "selected.parquet", "pairs_trl.jsonl", "pairs_hf",
                                             "accuracy.parquet", "stage_pairs.parquet", "report.html"}
     # per-model accuracy, worked out from the raw file

@@ -98,11 +98,47 @@ def test_killed_recipe_reruns_to_identical_outputs(tmp_path):
         time.sleep(rng.uniform(1.0, 6.0))
         proc.send_signal(signal.SIGKILL)
         proc.wait()
+    time.sleep(0.5)  # verify's worker processes die with their parent: no orphan keeps running
+    ps = subprocess.run(["ps", "-eo", "args"], capture_output=True, text=True).stdout
+    assert str(work) not in ps, [line for line in ps.splitlines() if str(work) in line]
     r = cli("run", recipe, "--workdir", work)
     assert r.returncode == 0, r.stderr
     assert outputs(work) == want
     again = cli("run", recipe, "--workdir", work)
     assert re.findall(r"│ (run|skip)\s+│", again.stderr) == ["skip"] * 4
+
+
+def test_an_interrupted_model_stage_resumes_and_stale_shards_are_removed(tmp_path):
+    """A recipe step killed mid-stage leaves `OUT.shards`: the same step resumes from it; another step's leftovers are removed."""
+    from curate.cli import invoke_command, recipe_commands
+    from curate.recipes import Runner, load_recipe
+
+    recipe = tmp_path / "r.yaml"
+    recipe.write_text(DATA_RECIPE.format(gsm8k=ROOT / "examples/data/gsm8k_6systems.parquet").replace("{task: math}", "{task: math, shard-size: 3000}"))
+    assert cli("run", recipe, "--workdir", tmp_path / "whole").returncode == 0
+    want = outputs(tmp_path / "whole")
+    commands = recipe_commands()
+    for running, note in ((None, "resuming from verified.parquet.shards"), ("0" * 40, "removing verified.parquet.shards")):
+        work = tmp_path / f"w{note[:3]}"
+        runner = Runner(load_recipe(recipe, commands), commands, invoke_command, work)
+        verified = runner.plan()[0]
+        work.mkdir()
+        assert invoke_command([*verified.argv, "--max-shards", "1"]) == 0  # one of three shards done, as if killed then
+        assert len(list((work / "verified.parquet.shards").glob("shard-*.parquet"))) == 1
+        runner.state["running"] = {"step": "verified", "fingerprint": running or verified.fingerprint}
+        runner._save_state()
+        r = cli("run", recipe, "--workdir", work)
+        assert r.returncode == 0 and note in " ".join(r.stderr.split()), r.stderr
+        assert outputs(work) == want
+
+
+def test_a_failing_step_stops_the_recipe_with_exit_2(tmp_path):
+    recipe = tmp_path / "r.yaml"
+    recipe.write_text(DATA_RECIPE.format(gsm8k=ROOT / "examples/data/gsm8k_6systems.parquet").replace("{normalize-weights: mean}", "{where: \"no_such_column > 1\"}"))
+    r = cli("run", recipe, "--workdir", tmp_path / "w")
+    msg = " ".join(r.stderr.split())
+    assert r.returncode == 2 and "step `selected` (curate select) failed with exit code 2" in msg, msg
+    assert sorted(p.name for p in (tmp_path / "w").iterdir() if not p.name.startswith(".")) == ["pairs.parquet", "verified.parquet"]
 
 
 def test_from_only_force_and_dry_run(tmp_path):

@@ -113,13 +113,24 @@ def _math_rows(rows: list[tuple[str, str]]) -> list[tuple[str | None, bool | Non
     return out
 
 
+def _die_with_parent() -> None:
+    """In a worker process: be killed when the parent dies (Linux), so a killed `curate verify` leaves no orphans."""
+    import ctypes
+    import signal
+    import sys
+
+    if sys.platform.startswith("linux"):
+        PR_SET_PDEATHSIG = 1
+        ctypes.CDLL(None, use_errno=True).prctl(PR_SET_PDEATHSIG, signal.SIGKILL)
+
+
 def verify_math(responses: list[str], golds: list[str], *, workers: int = 2, chunk: int = 256, timeout_s: float = 5.0, step: Step | None = None):
     """math-verify over worker processes with a deadline per chunk (and per row on retry)."""
     rows = list(zip(responses, golds, strict=True))
     chunks = [rows[i : i + chunk] for i in range(0, len(rows), chunk)]
     results: list[tuple[str | None, bool | None]] = []
     timed_out = 0
-    with ProcessPoolExecutor(max_workers=workers) as pool:
+    with ProcessPoolExecutor(max_workers=workers, initializer=_die_with_parent) as pool:
         futures = [pool.submit(_math_rows, c) for c in chunks]
         for c, fut in zip(chunks, futures, strict=True):
             try:
