@@ -49,6 +49,9 @@ class Step:
     pending: list[tuple[str, str | None, Any]] = field(default_factory=list, repr=False, compare=False)
     extras: dict[str, Any] = field(default_factory=dict, repr=False, compare=False)  # observed statistics (not lineage)
     unpaired: tuple[str, Any, Any, tuple[str, ...]] | None = field(default=None, repr=False, compare=False)
+    # set by a runner that evaluates the pending values with the output and settles the step before writing it
+    # (curate.steps.run_step); otherwise `require` checks at once
+    deferred_checks: bool = field(default=False, repr=False, compare=False)
 
     def __post_init__(self) -> None:
         self.params = _portable(dict(self.params))
@@ -69,6 +72,18 @@ class Step:
     def observe(self, name: str, frame: Any) -> None:
         """Compute the one-row LazyFrame `frame` with the step (e.g. weight statistics); its row lands in `extras[name]`."""
         self.pending.append((name, None, frame))
+
+    def require(self, name: str, frame: Any, verify: Any) -> None:
+        """Compute the one-row LazyFrame `frame` with the step's output and pass its row to `verify`, which raises on bad data.
+
+        A runner (`deferred_checks`) settles the step before the output is renamed into place, so a failed check
+        leaves no output; without one, `frame` is evaluated and checked at once.
+        """
+        if not self.deferred_checks:
+            verify(frame.collect().row(0, named=True))
+            return
+        self.pending.append((name, "check", frame))
+        self.extras.setdefault("__verify", {})[name] = verify
 
     def count_unpaired(self, reason: str, inputs: Any, output: Any, less: tuple[str, ...] = ()) -> None:
         """Prompts of `inputs` with no row in `output`, less those already counted under the `less` reasons.
@@ -108,7 +123,9 @@ class Step:
             values = pl.collect_all(self.pending_counts())
         pending, self.pending = self.pending, []
         for (reason, unit, _), value in zip(pending, values, strict=True):
-            if unit is None:
+            if unit == "check":
+                self.extras["__verify"].pop(reason)(value.row(0, named=True))
+            elif unit is None:
                 self.extras[reason] = value.row(0, named=True) if value.height else {}
             else:
                 self.drop(reason, _scalar(value), unit)

@@ -56,8 +56,9 @@ def select(
 
             producer = scorers.producer_of(col)
             if producer is None:
-                raise SchemaError(f"{opt} names a column the table does not have (nor a scorer output)", column=col, hint=f"Columns: {', '.join(names)}.")
-            frame = scorers.score(frame, [producer])  # a scorer output, computed on demand (e.g. --by reward_margin)
+                raise SchemaError(f"{opt} names a column the table does not have (nor a scorer output)", column=col, hint=f"Columns: {', '.join(n for n in names if not n.startswith('__'))}.")
+            # a scorer output, computed on demand (e.g. --by reward_margin), once: the output and every count read that one result
+            frame = scorers.score(frame, [producer]).cache()
             names = frame.collect_schema().names()
     if per_prompt and "prompt_id" not in names:
         raise SchemaError("--per-prompt needs a `prompt_id` column", column="prompt_id")
@@ -72,9 +73,9 @@ def select(
         else:
             frame = _top(frame, by=by, top=top, top_k=top_k, per_prompt=per_prompt, step=step)
     if weight is not None:
-        frame = _set_weight(frame, weight)
+        frame = _set_weight(frame, weight, step)
     if normalize_weights == "mean":
-        frame = _normalize_mean(frame, given.get("mean_weight"))
+        frame = _normalize_mean(frame, step, given.get("mean_weight"))
     return frame.sort(_ROW).drop(_ROW)
 
 
@@ -215,26 +216,37 @@ def _top(frame: pl.LazyFrame, *, by: str, top: float | None, top_k: int | None, 
     return marked.filter(pl.col("__top")).drop("__top")
 
 
-def _set_weight(frame: pl.LazyFrame, column: str) -> pl.LazyFrame:
+def _set_weight(frame: pl.LazyFrame, column: str, step: Step) -> pl.LazyFrame:
+    """`weight` from `column`; a null, non-finite or negative value stops the step (checked in the same execution as the output)."""
     w = pl.col(column).cast(pl.Float64)
-    bad = frame.select((w.is_null() | ~w.is_finite() | (w < 0)).alias("bad"), pl.col(_ROW)).filter("bad").collect()
-    if bad.height:
-        raise SchemaError(
-            "--weight column has null, non-finite or negative values",
-            column=column,
-            rows=bad[_ROW].head(5).to_list(),
-            count=bad.height,
-            hint="Filter them first, e.g. --where \"%s IS NOT NULL\"." % column,
-        )
+    bad = w.is_null() | ~w.is_finite() | (w < 0)
+
+    def verify(found: dict[str, Any]) -> None:
+        if found["count"]:
+            raise SchemaError(
+                "--weight column has null, non-finite or negative values",
+                column=column,
+                rows=found["rows"],
+                count=found["count"],
+                hint="Filter them first, e.g. --where \"%s IS NOT NULL\"." % column,
+            )
+
+    step.require(f"--weight {column}", frame.select(bad.sum().alias("count"), pl.col(_ROW).filter(bad).head(5).implode().alias("rows")), verify)
     return frame.with_columns(w.alias("weight"))
 
 
-def _normalize_mean(frame: pl.LazyFrame, mean: float | None = None) -> pl.LazyFrame:
-    """Weights divided by their mean over the table (`mean`: computed elsewhere, by a distributed run)."""
+def _normalize_mean(frame: pl.LazyFrame, step: Step, mean: float | None = None) -> pl.LazyFrame:
+    """Weights divided by their mean over the table, in the same execution as the output (`mean`: computed elsewhere, by a distributed run)."""
     if "weight" not in frame.collect_schema().names():
         frame = frame.with_columns(pl.lit(1.0).alias("weight"))
+
+    def verify(found: dict[str, Any]) -> None:
+        value = found["mean"]
+        if found["rows"] and (value is None or not math.isfinite(value) or value <= 0):
+            raise CurateError(f"cannot normalise weights to mean 1: their mean is {value}.")
+
     if mean is None:
-        mean = frame.select(pl.col("weight").mean()).collect().item()
-    if mean is None or not math.isfinite(mean) or mean <= 0:
-        raise CurateError(f"cannot normalise weights to mean 1: their mean is {mean}.")
+        step.require("mean weight", frame.select(pl.col("weight").mean().alias("mean"), pl.len().alias("rows")), verify)
+        return frame.with_columns(pl.col("weight") / pl.col("weight").mean())
+    verify({"mean": mean, "rows": 1})
     return frame.with_columns(pl.col("weight") / mean)

@@ -51,6 +51,7 @@ def run_step(
     names the input columns the output depends on: the row checks look at those only.
     """
     step = step or Step(name, params=params, inputs=inputs_of(src))
+    step.deferred_checks = True  # `execute` settles the step before the output is renamed into place
     table = load(src, kind, dedup=dedup, drop_invalid=drop_invalid, step=step, split=split, rehash_prompt_ids=rehash_prompt_ids,
                  deferred=True, drop_hint=drop_hint, only=uses)  # fmt: skip
     try:
@@ -85,6 +86,8 @@ def run_step(
         with spinner(f"{name}: computing and writing {output}"):
             execute(frame, output, fmt, stats=[table.checked.stats, *pending], finish=finish, card=card_fn or card, card_meta=card_meta,
                     inputs=inputs_of(src), track="prompt_id" if step.unpaired is not None else None)  # fmt: skip
+    except SchemaError as exc:  # the input checks, or a step's own (`Step.require`), settled with the output
+        raise exc.with_source(table.source) from None
     except CurateError:
         raise
     except pl.exceptions.PolarsError as exc:

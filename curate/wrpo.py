@@ -15,6 +15,21 @@ def _first(order: list[str], descending: list[bool]) -> pl.Expr:
     return rank_within(order, descending) == 0
 
 
+def _check_target(per_model: dict[str, list], target_model: str) -> None:
+    """The target model must occur in the samples and have rewards (`per_model`: model, n, graded as lists)."""
+    models = per_model["model"] or []
+    counts = dict(zip(models, zip(per_model["n"], per_model["graded"], strict=True), strict=True))
+    if target_model not in counts:
+        raise CurateError(f"target model {target_model!r} does not occur in the samples; models present: {', '.join(models)}.")
+    n, graded = counts[target_model]
+    if graded == 0:
+        raise CurateError(
+            f"target model {target_model!r} has no rewards ({n} responses, every `reward` is null), "
+            f"so its best and worst responses cannot be chosen. Run `curate reward` on its responses, or pick a graded "
+            f"target: {', '.join(m for m in models if m != target_model and counts[m][1] > 0)}."
+        )
+
+
 def triplets(
     samples: pl.LazyFrame,
     target_model: str,
@@ -33,24 +48,9 @@ def triplets(
     names = samples.collect_schema().names()
     if "reward" not in names:
         raise SchemaError("WRPO triplets rank responses by `reward`, which the samples do not have", column="reward", hint="Run `curate reward` first.")
-    per_model = (
-        samples.group_by("model")
-        .agg(pl.len().alias("n"), pl.col("reward").is_not_null().sum().alias("graded"))
-        .sort("model")
-        .collect()
-    )
-    graded_models = per_model.filter(pl.col("graded") > 0)["model"].to_list()
-    target = per_model.filter(pl.col("model") == target_model)
-    if target.height == 0:
-        raise CurateError(
-            f"target model {target_model!r} does not occur in the samples; models present: {', '.join(per_model['model'].to_list())}."
-        )
-    if target["graded"].item() == 0:
-        raise CurateError(
-            f"target model {target_model!r} has no rewards ({target['n'].item()} responses, every `reward` is null), "
-            f"so its best and worst responses cannot be chosen. Run `curate reward` on its responses, or pick a graded "
-            f"target: {', '.join(m for m in graded_models if m != target_model)}."
-        )
+    step = step if step is not None else Step("triplets")
+    per_model = samples.group_by("model").agg(pl.len().alias("n"), pl.col("reward").is_not_null().sum().alias("graded")).sort("model")
+    step.require("target model", per_model.select(pl.all().implode()), lambda found: _check_target(found, target_model))
 
     rows = with_row_numbers(samples)
     graded = rows.filter(pl.col("reward").is_not_null())
@@ -68,7 +68,6 @@ def triplets(
         .join(as_role(worst, "rejected", keep_shared=False), on=KEY, how="inner")
     )
     valid = pl.col("rejected_reward") < pl.col("chosen_target_reward")
-    step = step if step is not None else Step("triplets")
     # every prompt once: no source response, else no target response, else no target response below the best one
     keys = rows.select(KEY).unique()
     has_src, has_tgt = best_source.select(KEY, pl.lit(True).alias("s")), best_target.select(KEY, pl.lit(True).alias("t"))

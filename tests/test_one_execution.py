@@ -1,0 +1,149 @@
+"""One execution per command: a command's plan runs once, and the rows it writes, its checks and its drop counts come from that run.
+
+Two probes, both in this process (the commands run through `curate run`'s in-process entry point):
+- a plugin scorer that counts the rows of every batch it is called on: it sees each candidate pair
+  exactly once per command (a second execution of the plan, or a count that re-ran it, would double it);
+- Polars' execution entry points, wrapped to count calls: every command executes one `collect_all`
+  (output, checks and counts together) and nothing else, but for best-of-N² by DCRM, whose exact
+  shortcut first collects the narrow (prompt, row, reward, response) table to find the few distances
+  it needs.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+import polars as pl
+import pytest
+
+from conftest import ARENA, GSM8K
+
+ROWS_SEEN: list[int] = []
+
+
+@dataclass
+class _NoParams:
+    pass
+
+
+def _counting_scorer():
+    import scorers
+    from scorers import Scorer
+
+    class Counted(Scorer):
+        """len(chosen) − len(rejected), computed in a Python batch function that records the size of each batch it gets."""
+
+        name = "counted"
+        level = "pair"
+        requires = ("chosen", "rejected")
+        produces = ("counted",)
+        citation = "test probe"
+        Params = _NoParams
+
+        def score(self, frame: pl.LazyFrame) -> pl.LazyFrame:
+            def longer(s: pl.Series) -> pl.Series:
+                ROWS_SEEN.append(len(s))
+                return (s.struct.field("c") - s.struct.field("r")).cast(pl.Float64)
+
+            both = pl.struct(c=pl.col("chosen").str.len_chars(), r=pl.col("rejected").str.len_chars())
+            return frame.with_columns(both.map_batches(longer, return_dtype=pl.Float64).alias("counted"))
+
+    scorers.registry()  # the built-ins first, then the probe
+    scorers.register("counted")(Counted)
+    return Counted
+
+
+@pytest.fixture(scope="module")
+def counted():
+    from scorers.base import _REGISTRY
+
+    cls = _counting_scorer()
+    yield cls
+    _REGISTRY.pop("counted", None)
+
+
+def run(*args: object) -> None:
+    from curate.cli import invoke_command
+
+    assert invoke_command([str(a) for a in args]) == 0
+
+
+def candidate_pairs(src: Path, **read: bool) -> int:
+    """Reward-ordered pairs per prompt (graded rows, distinct rewards), worked out with plain Python from the file."""
+    import curate
+
+    frame = curate.read(src, **read).collect()
+    total = 0
+    for rewards in frame.filter(pl.col("reward").is_not_null()).group_by("prompt_id").agg("reward")["reward"].to_list():
+        total += sum(1 for i, a in enumerate(rewards) for b in rewards[i + 1 :] if a != b)
+    return total
+
+
+@pytest.mark.parametrize("strategy", ["all", "best-of-n2"])
+def test_a_ranking_scorer_sees_each_candidate_pair_once(counted, tmp_path, strategy):
+    ROWS_SEEN.clear()
+    out = tmp_path / "pairs.parquet"
+    run("pairs", ARENA, "--drop-invalid", "--strategy", strategy, "--by", "counted", "-o", out)
+    assert sum(ROWS_SEEN) == candidate_pairs(ARENA, drop_invalid=True) > 0
+    if strategy == "all":
+        assert pl.read_parquet(out).height == sum(ROWS_SEEN)
+
+
+@pytest.mark.parametrize("strategy", ["all", "best-of-n2", "best-vs-worst", "correct-vs-incorrect"])
+def test_score_sees_each_pair_once_for_every_strategy(counted, tmp_path, strategy):
+    src, read = (GSM8K, []) if strategy == "correct-vs-incorrect" else (ARENA, ["--drop-invalid"])
+    pairs = tmp_path / "pairs.parquet"
+    run("pairs", src, *read, "--strategy", strategy, "-o", pairs)
+    n = pl.read_parquet(pairs).height
+    ROWS_SEEN.clear()
+    run("score", pairs, "--scorer", "counted", "-o", tmp_path / "scored.parquet")
+    assert sum(ROWS_SEEN) == n > 0
+    ROWS_SEEN.clear()  # and with a filter and a top fraction on the scorer's output, in the same one run
+    run("select", pairs, "--where", "weight > 0", "--top", 0.5, "--by", "counted", "-o", tmp_path / "top.parquet")
+    assert sum(ROWS_SEEN) == n
+
+
+@pytest.fixture
+def executions(monkeypatch):
+    """Every call that executes a Polars plan, by name."""
+    calls: list[str] = []
+
+    def counting(owner, name):
+        original = getattr(owner, name)
+
+        def wrapper(*args, **kwargs):
+            if not kwargs.get("lazy"):  # a lazy sink is a plan, run later by `collect_all`
+                calls.append(name)
+            return original(*args, **kwargs)
+
+        monkeypatch.setattr(owner, name, wrapper)
+
+    for name in ("collect", "collect_batches", "sink_parquet", "sink_ipc", "sink_csv", "sink_batches"):
+        counting(pl.LazyFrame, name)
+    counting(pl, "collect_all")
+    return calls
+
+
+def test_each_command_executes_its_plan_once(executions, tmp_path):
+    pairs = tmp_path / "all.parquet"
+    commands = {
+        "ingest": ["ingest", ARENA, "--drop-invalid", "--dedup", "-o", tmp_path / "s.parquet"],
+        "pairs correct-vs-incorrect": ["pairs", GSM8K, "--strategy", "correct-vs-incorrect", "-o", tmp_path / "c.parquet"],
+        "pairs best-vs-worst": ["pairs", ARENA, "--drop-invalid", "--strategy", "best-vs-worst", "-o", tmp_path / "b.parquet"],
+        "pairs all": ["pairs", ARENA, "--drop-invalid", "--strategy", "all", "-o", pairs],
+        "pairs best-of-n2 --by reward_margin": ["pairs", ARENA, "--drop-invalid", "--by", "reward_margin", "-o", tmp_path / "r.parquet"],
+        "triplets": ["triplets", ARENA, "--drop-invalid", "--target-model", "Llama-2-70b-chat", "--rejected-from", "any", "-o", tmp_path / "t.parquet"],
+        "rank": ["rank", ARENA, "--drop-invalid", "-o", tmp_path / "k.parquet"],
+        "score": ["score", pairs, "--scorer", "reward_margin", "--scorer", "edit_distance", "-o", tmp_path / "sc.parquet"],
+        "select": ["select", pairs, "--where", "reward_margin > 1", "--top", 0.5, "--by", "reward_margin", "--normalize-weights", "mean",
+                   "-o", tmp_path / "sel.parquet"],  # fmt: skip
+        "export": ["export", pairs, "--trl", "-o", tmp_path / "e.jsonl"],
+    }
+    for name, args in commands.items():
+        executions.clear()
+        run(*args)
+        assert executions == ["collect_all"], (name, executions)
+    executions.clear()
+    run("pairs", ARENA, "--drop-invalid", "--strategy", "best-of-n2", "-o", tmp_path / "d.parquet")
+    assert executions == ["collect", "collect_all"], executions  # the narrow table for the DCRM shortcut, then the one run
