@@ -113,7 +113,10 @@ def ray_step_cli(name: str, params: dict, src, kind: str | None, build, output: 
     from curate import distributed
     from curate.sinks import format_of
 
-    fmt = fmt or ("parquet" if output.suffix == "" else format_of(output))
+    from curate.remote import restore_url
+
+    target = str(restore_url(output)).split("?", 1)[0]  # a URL's options are not part of its name
+    fmt = fmt or ("parquet" if Path(target).suffix == "" else format_of(target))
     if fmt in ("hf", "hub"):
         fmt = "parquet"  # the shards are a Hub layout already
     job = distributed.Job(name, params, kind, build, fmt, read_opts, phases)

@@ -6,15 +6,17 @@ inside Ray tasks, so validation, the step and its drop counts are the single-mac
 1. Ray Data reads the input parquet files, one read task per row group, tags each row with its global
    input row (`__source_row`: the row number the single-machine command gives it, which tie-breaks,
    seeds and `pair_id` use) and a bucket (a hash of `prompt_id`: a bucket holds whole prompts), and
-   writes each bucket's rows to the work folder, which every node sees (a shuffle through the shared
-   filesystem the output needs anyway: no object-store memory, and a retried task rewrites only its files).
+   writes each bucket's rows to the work folder beside the output, which every node sees: a shared disk
+   or an object store named by URL (`curate.remote`; a shuffle through the storage the output needs
+   anyway: no object-store memory, and a retried task rewrites only its files).
 2. One task per bucket gathers its rows in input order.
 3. A step that needs whole-table values (z-scores, dual-margin M2, `select --top`, mean weights)
    declares `Phase`s: each bucket computes a one-row partial, the driver merges them (mergeable
    moments, histograms, top-k candidates), and the next phase or the step gets the merged values.
-4. Each bucket runs the step into one output shard; the driver sums the buckets' counts into one
-   lineage step, writes `curate_lineage.json` and `curate_manifest.json`, and renames the work folder
-   into place (nothing is replaced until every bucket has finished).
+4. Each bucket runs the step (on a local copy of its rows) into one output shard; the driver sums the
+   buckets' counts into one lineage step, writes `curate_lineage.json` and `curate_manifest.json`, and
+   renames the work folder into place (nothing is replaced until every bucket has finished; on an
+   object store, which has no rename, the files are moved in one by one, the manifest last).
 
 The output is a dataset folder (`data/train-XXXXX-of-YYYYY.parquet`) that curate, `datasets` and TRL
 read. Its rows equal the single-machine output's; within a shard they keep the single-machine order,
@@ -25,10 +27,12 @@ table in the last bits (summation order); integer statistics, cuts and counts ar
 
 from __future__ import annotations
 
+import io
 import json
 import os
-import shutil
+import re
 import sys
+import tempfile
 import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
@@ -40,6 +44,7 @@ import polars as pl
 
 from curate.errors import CurateError
 from curate.lineage import Lineage, Step
+from curate.remote import Location, is_url, public, restore_url
 from curate.schema import SOURCE_ROW
 
 BUCKET = "__bucket"
@@ -82,7 +87,7 @@ class RayRun:
     """What `run_step` did: the merged step, the output folder, the shards and their rows."""
 
     step: Step
-    output: Path
+    output: str
     shards: list[dict[str, Any]]
     buckets: int
     resumed: int = 0
@@ -110,32 +115,96 @@ def refuse_table_level(column: str | None, option: str, *, table: str | os.PathL
 
     if column is None:
         return
-    if table is not None:
+    producer = scorers.producer_of(column)
+    if producer is None or not scorers.registry()[producer].reads_whole_table():
+        return
+    if table is not None and column in input_columns(table):
+        return
+    raise CurateError(
+        f"{option} {column}: `{producer}` is computed over the whole table, not per bucket; with --engine ray add it first "
+        f"(`curate score IN --scorer {producer} --engine ray -o scored`) and pass the scored table."
+    )
+
+
+def input_columns(src: str | os.PathLike | list) -> list[str]:
+    """The column names of an input (its first parquet file's, for a URL)."""
+    import pyarrow.parquet as pq
+
+    if not any(is_url(restore_url(s)) for s in (src if isinstance(src, list) else [src])):
         from curate.io import scan
 
-        if column in scan(table)[0].collect_schema().names():
-            return
-    producer = scorers.producer_of(column)
-    if producer is not None and scorers.registry()[producer].reads_whole_table():
-        raise CurateError(
-            f"{option} {column}: `{producer}` is computed over the whole table, not per bucket; with --engine ray add it first "
-            f"(`curate score IN --scorer {producer} --engine ray -o scored`) and pass the scored table."
-        )
+        return scan(src)[0].collect_schema().names()
+    with input_files(restore_url(src) if not isinstance(src, list) else src)[0].open() as handle:
+        return pq.read_schema(handle).names
 
 
-def input_row_groups(files: list[Path]) -> list[dict[str, Any]]:
-    """One read task per parquet row group, with the global input row of its first row."""
+def input_row_groups(files: list[Location]) -> list[dict[str, Any]]:
+    """One read task per parquet row group (`file`: its index in `files`), with the global input row of its first row."""
     import pyarrow.parquet as pq
 
     items, offset = [], 0
-    for f in files:
-        if f.suffix.lower() != ".parquet":
+    for i, f in enumerate(files):
+        if not f.path.lower().endswith(".parquet"):
             raise CurateError(f"{f}: --engine ray reads parquet (files, globs or dataset folders); convert it first with `curate ingest {f} -o samples.parquet`.")
-        meta = pq.read_metadata(f)
+        with f.open() as handle:
+            meta = pq.read_metadata(handle)
         for g in range(meta.num_row_groups):
-            items.append({"path": str(f.resolve()), "group": g, "offset": offset})
+            items.append({"file": i, "group": g, "offset": offset})
             offset += meta.row_group(g).num_rows
     return items
+
+
+def input_files(src: str | os.PathLike | list, split: str | None = None) -> list[Location]:
+    """The parquet files behind `src`: local paths (files, globs, dataset folders) or URLs (a file, or a folder of parquet files)."""
+    from curate.io import resolve
+
+    sources = list(src) if isinstance(src, list) else [src]
+    if not any(is_url(restore_url(s)) for s in sources):
+        return [Location.of(f) for f in resolve(src, split)[0]]
+    return [f for s in sources for f in _url_files(Location.of(s), split)]
+
+
+_SHARD = re.compile(r"(?:.*/)?([A-Za-z0-9_.]+)-\d{5}-of-\d{5}\.parquet")
+
+
+def _url_files(loc: Location, split: str | None) -> list[Location]:
+    """A parquet file, or the parquet files of a folder (of one split, for a Hub layout: `data/<split>-NNNNN-of-NNNNN.parquet`)."""
+    if loc.is_file():
+        if split is not None:
+            raise CurateError(f"{loc}: --split applies to dataset folders, not to a single file.")
+        return [loc]
+    if not loc.is_dir():
+        raise CurateError(f"{loc}: no such file or folder.")
+    files = [f for f in loc.files(r"(?:[^./][^/]*/)*[^./_][^/]*\.parquet")]
+    splits = sorted({m.group(1) for f in files if (m := _SHARD.fullmatch(f.path[len(loc.path) + 1 :]))})
+    if splits:
+        chosen = split or ("train" if "train" in splits or len(splits) > 1 else splits[0])
+        if chosen not in splits:
+            raise CurateError(f"{loc}: no split {chosen!r}; the folder has {', '.join(splits)} (pick one with --split).")
+        files = [f for f in files if (m := _SHARD.fullmatch(f.path[len(loc.path) + 1 :])) and m.group(1) == chosen]
+    elif split is not None:
+        raise CurateError(f"{loc}: --split {split}: the folder's files are not named by split (data/<split>-NNNNN-of-NNNNN.parquet).")
+    if not files:
+        raise CurateError(f"{loc}: the folder holds no parquet file.")
+    return files
+
+
+def input_lineage(src: str | os.PathLike | list, split: str | None, files: list[Location]) -> Lineage:
+    """The lineage stored with the input: a folder's curate_lineage.json, else the first parquet file's footer."""
+    import pyarrow.parquet as pq
+
+    from curate.io import scan
+    from curate.sinks import LINEAGE_FILE, LINEAGE_KEY
+
+    if not any(is_url(restore_url(s)) for s in (src if isinstance(src, list) else [src])):
+        return scan(src, split=split)[1]
+    folder = Location.of(src[0] if isinstance(src, list) else src)
+    if folder.is_dir() and folder.child(LINEAGE_FILE).is_file():
+        return Lineage.from_json(folder.child(LINEAGE_FILE).read_text())
+    with files[0].open() as handle:
+        meta = pq.read_metadata(handle).metadata or {}
+    lineage = Lineage.from_json(meta.get(LINEAGE_KEY.encode()))
+    return lineage if lineage.sources else Lineage(sources=[f.name for f in files], steps=lineage.steps)
 
 
 def bucket_of(frame: pl.DataFrame, buckets: int, *, rehash: bool = False) -> pl.Series:
@@ -150,21 +219,22 @@ def bucket_of(frame: pl.DataFrame, buckets: int, *, rehash: bool = False) -> pl.
 
 
 class _Buckets:
-    """The per-bucket work, shipped to the Ray tasks (everything in it pickles)."""
+    """The per-bucket work, shipped to the Ray tasks (everything in it pickles, the work folder's filesystem included)."""
 
-    def __init__(self, job: Job, work: Path, source_name: str, lineage_json: str, ext: str, bucket_count: int, rehash: bool) -> None:
-        self.job, self.work, self.source_name, self.lineage_json = job, work, source_name, lineage_json
+    def __init__(self, job: Job, work: Location, files: list[Location], source_name: str, lineage_json: str, ext: str, bucket_count: int,
+                 rehash: bool) -> None:  # fmt: skip
+        self.job, self.work, self.files, self.source_name, self.lineage_json = job, work, files, source_name, lineage_json
         self.ext, self.bucket_count, self.rehash = ext, bucket_count, rehash
         self.read_opts = {k: v for k, v in job.read_opts.items() if k != "split"}  # a bucket is one file: the split was chosen on reading
 
-    def input_of(self, bucket: int) -> Path:
-        return self.work / "in" / f"bucket-{bucket:05d}.parquet"
+    def input_of(self, bucket: int) -> Location:
+        return self.work.child("in", f"bucket-{bucket:05d}.parquet")
 
-    def part_of(self, bucket: int) -> Path:
-        return self.work / "data" / f"part-{bucket:05d}{self.ext}"
+    def part_of(self, bucket: int) -> Location:
+        return self.work.child("data", f"part-{bucket:05d}{self.ext}")
 
-    def done_of(self, bucket: int) -> Path:
-        return self.work / "steps" / f"bucket-{bucket:05d}.json"
+    def done_of(self, bucket: int) -> Location:
+        return self.work.child("steps", f"bucket-{bucket:05d}.json")
 
     def scatter(self, batch: dict[str, Any]) -> dict[str, Any]:
         """Read task: one row group, tagged with global input rows, split by bucket into the work folder."""
@@ -172,35 +242,36 @@ class _Buckets:
         import pyarrow as pa
         import pyarrow.parquet as pq
 
-        from curate.io import write
-
-        path, group, offset, index = str(batch["path"][0]), int(batch["group"][0]), int(batch["offset"][0]), int(batch["index"][0])
-        done = self.work / "scatter" / f"group-{index:06d}.json"
+        file, group, offset, index = int(batch["file"][0]), int(batch["group"][0]), int(batch["offset"][0]), int(batch["index"][0])
+        done = self.work.child("scatter", f"group-{index:06d}.json")
         if done.exists():  # a retried task, or --resume
             return {"index": [index], "buckets": [done.read_text()]}
-        table = pq.ParquetFile(path).read_row_group(group)
+        with self.files[file].open() as handle:
+            table = pq.ParquetFile(handle).read_row_group(group)
         table = table.append_column(SOURCE_ROW, pa.array(np.arange(offset, offset + table.num_rows, dtype=np.int64)))
         frame = pl.from_arrow(table)
         frame = frame.with_columns(bucket_of(frame, self.bucket_count, rehash=self.rehash))
         present = []
         for (bucket,), part in frame.partition_by(BUCKET, as_dict=True, maintain_order=True).items():
-            target = self.work / "scatter" / f"bucket-{bucket:05d}" / f"group-{index:06d}.parquet"
-            write(part.drop(BUCKET), target, "parquet")
+            self.work.child("scatter", f"bucket-{bucket:05d}", f"group-{index:06d}.parquet").write_bytes(_parquet_bytes(part.drop(BUCKET)))
             present.append(int(bucket))
         text = json.dumps(sorted(present))
-        _write_text(done, text)
+        done.write_text(text)  # written last: a task killed before it is redone whole
         return {"index": [index], "buckets": [text]}
 
     def gather(self, bucket: int) -> None:
         """One bucket's rows from every row group, in input order, as one file (the step's input)."""
         from curate.io import write
 
-        path = self.input_of(bucket)
-        if path.exists():
+        target = self.input_of(bucket)
+        if target.exists():
             return
-        parts = sorted((self.work / "scatter" / f"bucket-{bucket:05d}").glob("group-*.parquet"))
-        frame = pl.concat([pl.read_parquet(p) for p in parts], how="diagonal_relaxed").sort(SOURCE_ROW)
-        write(frame, path, "parquet", lineage=Lineage.from_json(self.lineage_json))
+        parts = self.work.child("scatter", f"bucket-{bucket:05d}").files()
+        frame = pl.concat([pl.read_parquet(p.read_bytes()) for p in parts], how="diagonal_relaxed").sort(SOURCE_ROW)
+        with tempfile.TemporaryDirectory(prefix="curate-bucket-") as tmp:
+            local = Path(tmp) / target.basename
+            write(frame, local, "parquet", lineage=Lineage.from_json(self.lineage_json))
+            target.upload(local)
 
     def first_batch(self, batch: dict[str, Any]) -> dict[str, Any]:
         """A bucket's first pass: gather it, then its first partial statistics or its shard."""
@@ -215,11 +286,12 @@ class _Buckets:
         from curate.steps import run_step
 
         spec = self.job.phases[phase]
-        out = self.work / "stats" / f"{spec.name}-{bucket:05d}.parquet"
-        with self._named():
-            run_step(f"{self.job.name} ({spec.name})", {}, self.input_of(bucket), self.job.kind, lambda f, s: spec.partial(f, known), out,
-                     "parquet", drop_hint=False, **self.read_opts)  # fmt: skip
-        row = pl.read_parquet(out).to_dicts()
+        with self.input_of(bucket).local_copy() as src, tempfile.TemporaryDirectory(prefix="curate-bucket-") as tmp:
+            out = Path(tmp) / f"{spec.name}.parquet"
+            with _renamed_errors(str(src), self.source_name):
+                run_step(f"{self.job.name} ({spec.name})", {}, src, self.job.kind, lambda f, s: spec.partial(f, known), out, "parquet",
+                         drop_hint=False, **self.read_opts)  # fmt: skip
+            row = pl.read_parquet(out).to_dicts()
         return row[0] if row else {}
 
     def finish(self, bucket: int, known: dict[str, Any]) -> dict[str, Any]:
@@ -231,11 +303,15 @@ class _Buckets:
             return {**json.loads(done.read_text()), "resumed": True}
         build = self.job.build
         start = time.perf_counter()
-        with self._named():
-            step = run_step(self.job.name, self.job.params, self.input_of(bucket), self.job.kind, lambda f, s: build(f, s, known),
-                            self.part_of(bucket), self.job.fmt, **self.read_opts)  # fmt: skip
+        with self.input_of(bucket).local_copy() as src, tempfile.TemporaryDirectory(prefix="curate-bucket-") as tmp:
+            out = Path(tmp) / f"part{self.ext}"
+            with _renamed_errors(str(src), self.source_name):
+                step = run_step(self.job.name, self.job.params, src, self.job.kind, lambda f, s: build(f, s, known), out, self.job.fmt,
+                                **self.read_opts)  # fmt: skip
+            if out.exists():
+                self.part_of(bucket).upload(out)
         record = {**step.to_dict(), "seconds": round(time.perf_counter() - start, 4), "node": _node_id()}
-        _write_text(done, json.dumps(record))
+        done.write_text(json.dumps(record))  # after the shard: a bucket with a record has its shard
         return record
 
     def finish_batch(self, batch: dict[str, Any], known: dict[str, Any]) -> dict[str, Any]:
@@ -244,36 +320,29 @@ class _Buckets:
     def partial_batch(self, batch: dict[str, Any], phase: int, known: dict[str, Any]) -> dict[str, Any]:
         return {"bucket": batch["bucket"], "result": [json.dumps(self.partial(int(b), phase, known)) for b in batch["bucket"]]}
 
-    def _named(self) -> Any:
-        return _renamed_errors(str(self.work / "in"), self.source_name)
+
+def _parquet_bytes(frame: pl.DataFrame) -> bytes:
+    buf = io.BytesIO()
+    frame.write_parquet(buf)
+    return buf.getvalue()
 
 
 class _renamed_errors:
-    """Errors raised on a bucket name the user's input, not the work folder's bucket file."""
+    """Errors raised on a bucket name the user's input, not the bucket's file (`path`)."""
 
-    def __init__(self, folder: str, name: str) -> None:
-        self.folder, self.name = folder, name
+    def __init__(self, path: str, name: str) -> None:
+        self.path, self.name = path, name
 
     def __enter__(self) -> None:
         return None
 
     def __exit__(self, kind: Any, exc: BaseException | None, tb: Any) -> bool:
-        if isinstance(exc, CurateError) and self.folder in str(exc):
-            import re
-
-            text = re.sub(re.escape(self.folder) + r"/bucket-\d+\.parquet", self.name, str(exc))
+        if isinstance(exc, CurateError) and self.path in str(exc):
+            text = str(exc).replace(self.path, self.name)
             if "row(s)" in text:
                 text += " (On Ray the rows are counted in one bucket of prompts; other buckets may hold more.)"
             raise CurateError(text) from None
         return False
-
-
-def _write_text(path: Path, text: str) -> None:
-    """A bucket's record, written atomically: a killed task leaves it whole or absent."""
-    from curate.sinks import atomic_path
-
-    with atomic_path(path) as tmp:
-        tmp.write_text(text)
 
 
 def _node_id() -> str | None:
@@ -326,12 +395,12 @@ def merged_step(name: str, params: dict[str, Any], inputs: list[str], records: l
     return step
 
 
-def _fingerprint(job: Job, files: list[Path], buckets: int) -> str:
+def _fingerprint(job: Job, files: list[Location], buckets: int) -> str:
     """What a --resume must match: the step, its options, the bucket count, and each input file's path, size and mtime."""
     from curate.fingerprint import digest
 
     read = {k: v for k, v in job.read_opts.items() if isinstance(v, (str, int, float, bool, type(None)))}
-    stats = [(str(f.resolve()), f.stat().st_size, f.stat().st_mtime_ns) for f in files]
+    stats = [(f.path if f.local else f.name, *f.stat()) for f in files]
     return digest({"name": job.name, "params": job.params, "kind": job.kind, "fmt": job.fmt, "buckets": buckets, "read": read, "files": stats})
 
 
@@ -345,9 +414,11 @@ def run_step(
     resume: bool = False,
     say: Callable[[str], None] | None = None,
 ) -> RayRun:
-    """Run `job` on `src` across a Ray cluster and write a sharded dataset folder at `output` (see the module docstring)."""
-    from curate.io import resolve, scan, source_name
-    from curate.sinks import LINEAGE_FILE, check_target, clean_stale, move_into_place
+    """Run `job` on `src` across a Ray cluster and write a sharded dataset folder at `output` (see the module docstring).
+
+    `src` and `output` are local paths every node sees, or URLs of any pyarrow filesystem (`s3://...`, `gs://...`).
+    """
+    from curate.io import source_name
 
     try:
         import ray
@@ -358,29 +429,27 @@ def run_step(
         raise CurateError(f"--engine ray writes parquet or jsonl shards (got --format {job.fmt}); export the folder with `curate export` afterwards.")
     say = say or (lambda text: print(text, file=sys.stderr))
 
-    files = resolve(src, job.read_opts.get("split"))[0]
+    src = [restore_url(s) for s in src] if isinstance(src, list) else restore_url(src)
+    files = input_files(src, job.read_opts.get("split"))
     items = input_row_groups(files)
-    target = Path(output).absolute()  # the Ray workers run in other folders
-    inputs = [str(s) for s in (src if isinstance(src, list) else [src])]
-    check_target(target, "hf", inputs)
-    clean_stale(target)
-    _, input_lineage = scan(src, split=job.read_opts.get("split"))
+    target = Location.of(output)
+    inputs = [public(str(s)) for s in (src if isinstance(src, list) else [src])]
+    _check_target(target, inputs)
+    lineage_in = input_lineage(src, job.read_opts.get("split"), files)
     connect(address, say=say)
     bucket_count = buckets or max(2, 2 * int(ray.cluster_resources().get("CPU", 1)))
-    work = target.with_name(f".{target.name}{WORK_SUFFIX}")
+    work = target.sibling(f".{target.basename}{WORK_SUFFIX}")
     fingerprint = _fingerprint(job, files, bucket_count)
-    job_file = work / "job.json"
+    job_file = work.child("job.json")
     if work.exists() and not (resume and job_file.is_file() and json.loads(job_file.read_text()).get("fingerprint") == fingerprint):
         if resume and job_file.is_file():
             say(f"note: {work} was left by a different job (other inputs or options); starting over.")
-        shutil.rmtree(work)
-    for sub in ("scatter", "in", "data", "steps", "stats"):
-        (work / sub).mkdir(parents=True, exist_ok=True)
+        work.remove()
     job_file.write_text(json.dumps({"fingerprint": fingerprint, "name": job.name}))
 
     rehash = bool(job.read_opts.get("rehash_prompt_ids"))
     _quiet_task_errors()
-    runner = _Buckets(job, work, source_name(src), input_lineage.to_json(), ext, bucket_count, rehash)
+    runner = _Buckets(job, work, files, public(source_name(src)), lineage_in.to_json(), ext, bucket_count, rehash)
     with curate_errors():
         items = [{**item, "index": i} for i, item in enumerate(items)]
         scattered = ray.data.from_items(items, override_num_blocks=max(1, len(items))).map_batches(runner.scatter, batch_size=1,
@@ -388,10 +457,7 @@ def run_step(
         present = sorted({b for r in scattered for b in json.loads(r["buckets"])})
         known: dict[str, Any] = {}
         if not present:  # no rows at all: the step on the (empty) input, here, gives the empty output and its counts
-            from curate.steps import run_step as run_here
-
-            results = {0: run_here(job.name, job.params, src, job.kind, lambda f, s: job.build(f, s, {}), runner.part_of(0), job.fmt,
-                                   **job.read_opts).to_dict()}  # fmt: skip
+            results = {0: _empty_run(job, files[0], runner)}
         else:
             results = {int(r["bucket"]): json.loads(r["result"]) for r in _over_buckets(ray, present, runner.first_batch)}
         if job.phases and present:
@@ -406,16 +472,66 @@ def run_step(
     present = sorted(results)
     step = merged_step(job.name, job.params, inputs, [results[b] for b in present])
     resumed = sum(1 for b in present if results[b].get("resumed"))
-    lineage = Lineage(sources=input_lineage.sources, steps=[*input_lineage.steps, step])
+    lineage = Lineage(sources=lineage_in.sources, steps=[*lineage_in.steps, step])
     shards = _name_shards(work, runner, results)
-    (work / LINEAGE_FILE).write_text(lineage.to_json())
-    (work / MANIFEST).write_text(json.dumps({"engine": "ray", "buckets": bucket_count, "rows": step.rows_out, "format": job.fmt,
-                                             "shards": shards, "known": known}, indent=1, default=str))  # fmt: skip
-    for sub in ("scatter", "in", "steps", "stats"):
-        shutil.rmtree(work / sub, ignore_errors=True)
-    job_file.unlink(missing_ok=True)
-    move_into_place(work, target)
-    return RayRun(step=step, output=target, shards=shards, buckets=bucket_count, resumed=resumed)
+    from curate.sinks import LINEAGE_FILE
+
+    work.child(LINEAGE_FILE).write_text(lineage.to_json())
+    for sub in ("scatter", "in", "steps"):
+        work.child(sub).remove()
+    job_file.remove()
+    manifest = json.dumps({"engine": "ray", "buckets": bucket_count, "rows": step.rows_out, "format": job.fmt, "shards": shards, "known": known},
+                          indent=1, default=str)  # fmt: skip
+    _publish(work, target, manifest)
+    return RayRun(step=step, output=target.name, shards=shards, buckets=bucket_count, resumed=resumed)
+
+
+def _empty_run(job: Job, first: Location, runner: _Buckets) -> dict[str, Any]:
+    """The step on an input without rows, here: the empty output (with its schema) and the step's counts."""
+    from curate.steps import run_step as run_here
+
+    with first.local_copy() as src, tempfile.TemporaryDirectory(prefix="curate-bucket-") as tmp:
+        out = Path(tmp) / f"part{runner.ext}"
+        record = run_here(job.name, job.params, src, job.kind, lambda f, s: job.build(f, s, {}), out, job.fmt, **runner.read_opts).to_dict()
+        runner.part_of(0).upload(out)
+    return record
+
+
+def _check_target(target: Location, inputs: list[str]) -> None:
+    """Refuse to replace what curate did not write (as on one machine); remove what a killed run left (local disks)."""
+    from curate.sinks import LINEAGE_FILE, check_target, clean_stale
+
+    if target.local:
+        check_target(Path(target.path), "hf", inputs)
+        clean_stale(Path(target.path))
+        return
+    if target.is_file():
+        raise CurateError(f"{target} is a file; a Ray output is a folder. Choose another path.")
+    if target.is_dir() and target.files() and not target.child(LINEAGE_FILE).is_file():
+        raise CurateError(f"{target} exists and is not a folder curate wrote (it has no {LINEAGE_FILE}); curate only replaces its own "
+                          "outputs. Choose a new output path, or remove the folder yourself.")  # fmt: skip
+    if any(i.rstrip("/") == target.name or i.startswith(target.name + "/") for i in inputs):
+        raise CurateError(f"the output {target} holds an input; replacing it would delete it. Choose another output path.")
+
+
+def _publish(work: Location, target: Location, manifest: str) -> None:
+    """Put the finished work folder in place of `target`, its manifest last.
+
+    On a local disk: two renames (`curate.sinks.move_into_place`). On an object store, which has no
+    rename: an earlier output is deleted, then each file is moved (copied) in, the manifest last, so a
+    reader that sees the manifest sees a complete output.
+    """
+    from curate.sinks import move_into_place
+
+    if target.local:
+        work.child(MANIFEST).write_text(manifest)
+        move_into_place(Path(work.path), Path(target.path))
+        return
+    target.remove()
+    for f in work.files():
+        f.move_to(target.child(f.path[len(work.path) + 1 :]))
+    target.child(MANIFEST).write_text(manifest)
+    work.remove()
 
 
 def _quiet_task_errors() -> None:
@@ -434,14 +550,14 @@ def _over_buckets(ray: Any, present: list[int], fn: Callable[..., Any], **kwargs
     return ds.map_batches(fn, batch_size=1, batch_format="numpy", fn_kwargs=kwargs).take_all()
 
 
-def _name_shards(work: Path, runner: _Buckets, results: dict[int, dict[str, Any]]) -> list[dict[str, Any]]:
+def _name_shards(work: Location, runner: _Buckets, results: dict[int, dict[str, Any]]) -> list[dict[str, Any]]:
     """Rename the buckets' parts to Hub shard names (train-00000-of-00008.parquet) in bucket order, with each one's rows,
     the step's time on it (benchmarks/ray_scaling.py) and the Ray node that ran it."""
     parts = [b for b in sorted(results) if runner.part_of(b).exists()]
     shards = []
     for i, b in enumerate(parts):
-        final = work / "data" / f"train-{i:05d}-of-{len(parts):05d}{runner.ext}"
-        os.replace(runner.part_of(b), final)
-        shards.append({"file": f"data/{final.name}", "rows": results[b].get("rows_out"), "bucket": b, "seconds": results[b].get("seconds"),
+        final = work.child("data", f"train-{i:05d}-of-{len(parts):05d}{runner.ext}")
+        runner.part_of(b).move_to(final)
+        shards.append({"file": f"data/{final.basename}", "rows": results[b].get("rows_out"), "bucket": b, "seconds": results[b].get("seconds"),
                        "node": results[b].get("node")})  # fmt: skip
     return shards

@@ -64,6 +64,11 @@ def resolve(path: Source, split: str | None = None) -> tuple[list[Path], Path | 
             raise CurateError("no input files given.")
         return files, None, None
     text = str(path)
+    from curate.remote import is_url, public, restore_url
+
+    if is_url(restore_url(path)):
+        raise CurateError(f"{public(str(restore_url(path)))}: URLs (s3://, gs://, ...) are read by `--engine ray`; "
+                          "on one machine, use a mounted path or a local copy.")  # fmt: skip
     if hub.is_glob(text) and not Path(text).exists():
         files = hub.expand(text)
         if not files:
