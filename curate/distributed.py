@@ -126,15 +126,20 @@ def refuse_table_level(column: str | None, option: str, *, table: str | os.PathL
     )
 
 
+def _names_a_url(src: str | os.PathLike | list) -> bool:
+    """Whether any of the inputs `src` is a URL (else they are local paths, read by curate.io)."""
+    return any(is_url(restore_url(s)) for s in (src if isinstance(src, list) else [src]))
+
+
 def input_columns(src: str | os.PathLike | list) -> list[str]:
     """The column names of an input (its first parquet file's, for a URL)."""
     import pyarrow.parquet as pq
 
-    if not any(is_url(restore_url(s)) for s in (src if isinstance(src, list) else [src])):
+    if not _names_a_url(src):
         from curate.io import scan
 
         return scan(src)[0].collect_schema().names()
-    with input_files(restore_url(src) if not isinstance(src, list) else src)[0].open() as handle:
+    with input_files(src)[0].open() as handle:
         return pq.read_schema(handle).names
 
 
@@ -158,10 +163,9 @@ def input_files(src: str | os.PathLike | list, split: str | None = None) -> list
     """The parquet files behind `src`: local paths (files, globs, dataset folders) or URLs (a file, or a folder of parquet files)."""
     from curate.io import resolve
 
-    sources = list(src) if isinstance(src, list) else [src]
-    if not any(is_url(restore_url(s)) for s in sources):
+    if not _names_a_url(src):
         return [Location.of(f) for f in resolve(src, split)[0]]
-    return [f for s in sources for f in _url_files(Location.of(s), split)]
+    return [f for s in (src if isinstance(src, list) else [src]) for f in _url_files(Location.of(s), split)]
 
 
 _SHARD = re.compile(r"(?:.*/)?([A-Za-z0-9_.]+)-\d{5}-of-\d{5}\.parquet")
@@ -175,13 +179,14 @@ def _url_files(loc: Location, split: str | None) -> list[Location]:
         return [loc]
     if not loc.is_dir():
         raise CurateError(f"{loc}: no such file or folder.")
-    files = [f for f in loc.files(r"(?:[^./][^/]*/)*[^./_][^/]*\.parquet")]
-    splits = sorted({m.group(1) for f in files if (m := _SHARD.fullmatch(f.path[len(loc.path) + 1 :]))})
+    files = loc.files(r"(?:[^./][^/]*/)*[^./_][^/]*\.parquet")
+    split_of = {f.path: m.group(1) for f in files if (m := _SHARD.fullmatch(f.path[len(loc.path) + 1 :]))}
+    splits = sorted(set(split_of.values()))
     if splits:
         chosen = split or ("train" if "train" in splits or len(splits) > 1 else splits[0])
         if chosen not in splits:
             raise CurateError(f"{loc}: no split {chosen!r}; the folder has {', '.join(splits)} (pick one with --split).")
-        files = [f for f in files if (m := _SHARD.fullmatch(f.path[len(loc.path) + 1 :])) and m.group(1) == chosen]
+        files = [f for f in files if split_of.get(f.path) == chosen]
     elif split is not None:
         raise CurateError(f"{loc}: --split {split}: the folder's files are not named by split (data/<split>-NNNNN-of-NNNNN.parquet).")
     if not files:
@@ -196,7 +201,7 @@ def input_lineage(src: str | os.PathLike | list, split: str | None, files: list[
     from curate.io import scan
     from curate.sinks import LINEAGE_FILE, LINEAGE_KEY
 
-    if not any(is_url(restore_url(s)) for s in (src if isinstance(src, list) else [src])):
+    if not _names_a_url(src):
         return scan(src, split=split)[1]
     folder = Location.of(src[0] if isinstance(src, list) else src)
     if folder.is_dir() and folder.child(LINEAGE_FILE).is_file():

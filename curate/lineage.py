@@ -52,6 +52,7 @@ class Step:
     # set by a runner that evaluates the pending values with the output and settles the step before writing it
     # (curate.steps.run_step); otherwise `require` checks at once
     deferred_checks: bool = field(default=False, repr=False, compare=False)
+    verifiers: dict[str, Any] = field(default_factory=dict, repr=False, compare=False)  # name -> the `require` check awaiting its row
 
     def __post_init__(self) -> None:
         self.params = _portable(dict(self.params))
@@ -83,7 +84,7 @@ class Step:
             verify(frame.collect().row(0, named=True))
             return
         self.pending.append((name, "check", frame))
-        self.extras.setdefault("__verify", {})[name] = verify
+        self.verifiers[name] = verify
 
     def count_unpaired(self, reason: str, inputs: Any, output: Any, less: tuple[str, ...] = ()) -> None:
         """Prompts of `inputs` with no row in `output`, less those already counted under the `less` reasons.
@@ -124,7 +125,7 @@ class Step:
         pending, self.pending = self.pending, []
         for (reason, unit, _), value in zip(pending, values, strict=True):
             if unit == "check":
-                self.extras["__verify"].pop(reason)(value.row(0, named=True))
+                self.verifiers.pop(reason)(value.row(0, named=True))
             elif unit is None:
                 self.extras[reason] = value.row(0, named=True) if value.height else {}
             else:

@@ -370,9 +370,11 @@ class Runner:
         fingerprint has since changed are stale and removed, with a note.
         """
         from curate.console import err_console
+        from curate.distributed import WORK_SUFFIX
+        from curate.models.shards import shard_dir
 
         out = self.paths[p.step.id]
-        leftovers = [f for f in (out.with_name(out.name + ".shards"), out.with_name(f".{out.name}.curate-ray")) if f.exists()]
+        leftovers = [f for f in (shard_dir(out), out.with_name(f".{out.name}{WORK_SUFFIX}")) if f.exists()]
         if not leftovers:
             return p.argv
         interrupted = self.state.get("running") == {"step": p.step.id, "fingerprint": p.fingerprint}
