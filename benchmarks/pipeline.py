@@ -76,6 +76,18 @@ def make_samples(prompts: int, responses: int = 16, seed: int = 0, first: int = 
     ).select("prompt_id", "prompt", "response", "model", "reward", "correct", "answer", "gold", "logp", "ref_logp", "n_tokens")
 
 
+def write_samples(prompts: int, path: Path, chunk: int = 50_000) -> None:
+    """`make_samples` written chunk by chunk (seeded per chunk): the generator's word lists of 200k prompts at once do not fit in 24 GiB."""
+    import pyarrow.parquet as pq
+
+    writer = None
+    for i, first in enumerate(range(0, prompts, chunk)):
+        table = make_samples(min(chunk, prompts - first), seed=i, first=first).to_arrow()
+        writer = writer or pq.ParquetWriter(path, table.schema, compression="zstd")
+        writer.write_table(table, row_group_size=65_536)
+    writer.close()
+
+
 # --- the hand-written baselines ----------------------------------------------------------------------------------------
 
 POLARS = {
@@ -312,7 +324,7 @@ def main() -> None:
     ap.add_argument("--make", nargs=2, help=argparse.SUPPRESS)
     a = ap.parse_args()
     if a.make:
-        make_samples(int(a.make[0])).write_parquet(a.make[1])
+        write_samples(int(a.make[0]), Path(a.make[1]))
         return
     print(f"cores: {os.cpu_count()}, polars {pl.__version__}")
     results = []

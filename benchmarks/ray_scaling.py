@@ -51,15 +51,7 @@ def make(prompts: int, path: Path) -> None:
     spec = importlib.util.spec_from_file_location("pipeline_bench", Path(__file__).with_name("pipeline.py"))
     bench = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(bench)
-    import pyarrow.parquet as pq
-
-    chunk = 20_000  # prompts per chunk (seeded per chunk): the generator's word lists of 200k prompts at once do not fit in 24 GiB
-    writer = None
-    for i, first in enumerate(range(0, prompts, chunk)):
-        table = bench.make_samples(min(chunk, prompts - first), seed=i, first=first).to_arrow()
-        writer = writer or pq.ParquetWriter(path, table.schema, compression="zstd")
-        writer.write_table(table, row_group_size=65_536)
-    writer.close()
+    bench.write_samples(prompts, path, chunk=20_000)
 
 
 def wall(cmd: list[str], env: dict) -> float:

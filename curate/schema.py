@@ -283,10 +283,6 @@ def check(
     if "prompt_id" not in names:
         frame = frame.with_columns(pl.col("prompt").map_batches(prompt_hash, return_dtype=STR).alias("prompt_id"))
         frame = frame.select(["prompt_id", *names])
-    if given_ids:
-        first_prompt = pl.col("prompt").hash().first().over("prompt_id")
-        checks.append(("prompt_id", _COLLISION, pl.col("prompt_id").is_not_null() & (pl.col("prompt").hash() != first_prompt)))
-
     if only is not None:
         checks = [c for c in checks if c[0] in only]
     # a block of a distributed run carries each row's global input row (curate.distributed): rows keep their numbers
@@ -297,27 +293,47 @@ def check(
     first_fail = pl.lit(None, dtype=pl.Int32)
     for i, (_, _, bad) in reversed(list(enumerate(checks))):
         first_fail = pl.when(bad.fill_null(False)).then(pl.lit(i, dtype=pl.Int32)).otherwise(first_fail)
-    base = base.with_columns(first_fail.alias("__fail")) if checks else base.with_columns(pl.lit(None, dtype=pl.Int32).alias("__fail"))
+    base = base.with_columns(first_fail.alias("__fail")).cache()
     fails = pl.col("__fail")
     aggs = [pl.len().alias("__n")]
     for i, (_, problem, _) in enumerate(checks):
         mine = fails == i
         aggs.append(mine.sum().alias(f"__c{i}"))
         aggs.append(pl.col("__row").filter(mine).head(_MAX_ROWS_SHOWN).implode().alias(f"__r{i}"))
-        if problem == _COLLISION:
-            aggs.append(pl.col("prompt_id").filter(mine).first().alias("__collision_id"))
-            aggs.append(pl.col("__row").first().over("prompt_id").filter(mine).first().alias("__collision_first"))
     earlier = fails.is_not_null()
+    collides = None
+    if given_ids and (only is None or "prompt_id" in only):
+        # a check across rows, kept out of the per-row column above (a window there would cost the output's path too)
+        first_prompt = pl.col("prompt").hash().first().over("prompt_id")
+        collides = pl.col("prompt_id").is_not_null() & (pl.col("prompt").hash() != first_prompt)
+        mine = ~earlier & collides
+        i = len(checks)
+        checks.append(("prompt_id", _COLLISION, collides))
+        detail = [mine.sum().alias(f"__c{i}"), pl.col("__row").filter(mine).head(_MAX_ROWS_SHOWN).implode().alias(f"__r{i}"),
+                  pl.col("prompt_id").filter(mine).first().alias("__collision_id")]  # fmt: skip
+        if drop_invalid:  # the colliding rows are dropped: count them exactly, and leave them out of the counts below
+            aggs += detail
+            earlier = earlier | collides
+        else:
+            # a collision stops the command: the main pass only asks whether one exists (distinct (id, prompt) vs distinct
+            # ids, no window); the rows are looked up on the error's path
+            mask = ~earlier & pl.col("prompt_id").is_not_null()
+            ids = pl.col("prompt_id").filter(mask)
+            aggs.append((pl.struct(ids, pl.col("prompt").hash().filter(mask)).n_unique() - ids.n_unique()).alias(f"__c{i}"))
+            collision_detail = base.select(detail)
     aggs.append(pl.col("prompt_id").filter(~earlier).n_unique().alias("__prompts"))
     key = ["prompt_id", "response", "model"] if kind == "samples" and (only is None or "response" in only) else []
     if key:
         # a cheap sketch first (id, model, text length); only the rows whose sketch repeats are compared whole
-        sketch = pl.struct(pl.col("prompt_id"), pl.col("model"), pl.col("response").cast(STR).str.len_bytes().alias("n")).hash().filter(~earlier)
-        kept = pl.struct(key).filter(~earlier).filter(sketch.is_duplicated())
-        aggs.append((kept.is_duplicated() & ~kept.is_first_distinct()).sum().alias("__dup"))
+        # (a valid row whose sketch repeats an invalid row's is compared too: harmless, the exact count is over valid rows only)
+        sketch = pl.col("prompt_id").hash(1) ^ pl.col("model").hash(2) ^ pl.col("response").cast(STR).str.len_bytes().hash(3)
+        kept = pl.struct(key).filter(~earlier & sketch.is_duplicated())
+        aggs.append((kept.len() - kept.n_unique()).alias("__dup"))
     stats = base.select(aggs)
 
-    out = base.filter(~earlier) if drop_invalid and checks else base
+    out = base
+    if drop_invalid and checks:
+        out = base.filter(fails.is_null() if collides is None else fails.is_null() & ~collides)
     if key and dedup:
         out = out.filter(pl.struct(key).is_first_distinct())
     split = ["messages"] if kind == "samples" and "messages" in names else []
@@ -336,8 +352,11 @@ def check(
         if failed and not drop_invalid:
             i, (name, problem, _) = failed[0]
             if problem == _COLLISION:
+                row = {**row, **collision_detail.collect().row(0, named=True)}
+                # the error's path only: where that id first appears (a window in the main pass would cost every run)
+                first = base.filter(pl.col("prompt_id") == row["__collision_id"]).select(pl.col("__row").min()).collect().item()
                 raise SchemaError(
-                    f"prompt_id {row['__collision_id']!r} is given to different prompts (rows {row['__collision_first']} and "
+                    f"prompt_id {row['__collision_id']!r} is given to different prompts (rows {first} and "
                     f"{row[f'__r{i}'][0]} differ); pairs and lists would mix them",
                     source=source, column="prompt_id", rows=row[f"__r{i}"], count=row[f"__c{i}"],
                     hint="Fix the ids, or pass --rehash-prompt-ids to derive prompt_id from the prompt text.",

@@ -16,13 +16,24 @@ def score_table(frame: pl.LazyFrame, names: list[str], *, per_prompt: bool = Fal
 
     `statistics`: whole-table values of the scorers that need them, computed elsewhere (`score_phases`).
     """
-    out = scorers.score(frame, names, statistics=statistics, **params)
     if not per_prompt:
-        return out
+        return scorers.score(frame, names, statistics=statistics, **params)
     prompt_level = [c for n in names if scorers.registry()[n].level == "prompt" for c in scorers.registry()[n].produces]
     if not prompt_level:
         raise CurateError(f"--per-prompt needs a prompt-level scorer; {', '.join(names)} score responses or pairs.")
-    keep = ["prompt"] if "prompt" in out.collect_schema().names() else []
+    keep = ["prompt"] if "prompt" in frame.collect_schema().names() else []
+    found = scorers.instances(names, params)
+    for s in found.values():
+        s.check(frame)
+    tables = [s.prompt_table(frame) if s.level == "prompt" else None for s in found.values()]
+    if all(t is not None for t in tables):  # every scorer gives its prompt table directly: group-bys, no per-row columns
+        if "__row" not in frame.collect_schema().names():
+            frame = frame.with_row_index("__row")
+        out = frame.group_by("prompt_id").agg(pl.col("__row").min(), *[pl.col(c).first() for c in keep])
+        for table in tables:
+            out = out.join(table, on="prompt_id", how="left", nulls_equal=True)
+        return out.sort("__row").drop("__row").select("prompt_id", *keep, *prompt_level)
+    out = scorers.score(frame, names, statistics=statistics, **params)
     if "__row" not in out.collect_schema().names():
         out = out.with_row_index("__row")
     return (

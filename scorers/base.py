@@ -73,6 +73,10 @@ class Scorer:
     def score(self, frame: pl.LazyFrame) -> pl.LazyFrame:  # pragma: no cover - abstract
         raise NotImplementedError
 
+    def prompt_table(self, frame: pl.LazyFrame) -> pl.LazyFrame | None:
+        """A prompt-level scorer's values as one row per `prompt_id` (what `score --per-prompt` writes); None: derive them from `score`."""
+        return None
+
     # Whole-table values (z-score moments, thresholds). A scorer whose formula reads the whole table computes
     # them in `score` by default; a distributed run computes them per block (`table_statistics`), merges the
     # blocks' rows (`merge_statistics`) and sets `statistics`, which `score` then uses instead.

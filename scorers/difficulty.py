@@ -16,16 +16,6 @@ class DifficultyParams:
     error_count: str = "mode"  # "mode": P_e = largest wrong-answer class; "total": P_e = N - P_c
 
 
-def wrong_class_size(has_answer: bool, error_count: str = "mode") -> pl.Expr:
-    """Per response: the size of its wrong-answer class within the prompt (0 for correct/ungraded rows)."""
-    wrong = pl.col("correct").eq(False)
-    if has_answer and error_count == "mode":
-        size = pl.len().over("prompt_id", "answer", "correct")
-    else:  # without `answer` every wrong response counts toward one class
-        size = wrong.sum().over("prompt_id")
-    return pl.when(wrong).then(size).otherwise(0)
-
-
 def difficulty_weight(n: pl.Expr, p_c: pl.Expr, p_e: pl.Expr, alpha: float, epsilon: float) -> pl.Expr:
     """w = 1 + α·P_e/N if P_c = 0, else max(1, 1 + α·P_e/P_c + ε/N) (seed 000; FORMULAS A1)."""
     n, p_c, p_e = n.cast(pl.Float64), p_c.cast(pl.Float64), p_e.cast(pl.Float64)
@@ -55,21 +45,24 @@ class Difficulty(Scorer):
              ELSE greatest(1.0, 1 + alpha * p_e / p_c + epsilon / n) END""",
     )
 
-    def score(self, frame: pl.LazyFrame) -> pl.LazyFrame:
+    def prompt_table(self, frame: pl.LazyFrame) -> pl.LazyFrame:
+        """One row per prompt_id: N (graded responses), P_c, P_e, distinct answers and the weight (group-bys, no windows)."""
         p = self.params
         has_answer = "answer" in frame.collect_schema().names()
-        graded = pl.col("correct").is_not_null()
-        n = graded.sum().over("prompt_id")
-        p_c = pl.col("correct").fill_null(False).sum().over("prompt_id")
-        p_e = wrong_class_size(has_answer, p.error_count).max().over("prompt_id")
-        uniq = pl.col("answer").drop_nulls().n_unique().over("prompt_id") if has_answer else pl.lit(None, pl.UInt32)
-        return frame.with_columns(
-            n.cast(pl.Int64).alias("n_samples"),
-            p_c.cast(pl.Int64).alias("n_correct"),
-            p_e.cast(pl.Int64).alias("n_wrong_mode"),
+        wrong = frame.filter(pl.col("correct").eq(False))
+        if has_answer and p.error_count == "mode":  # P_e: the largest wrong-answer class (null answers form one class)
+            p_e = wrong.group_by("prompt_id", "answer").len().group_by("prompt_id").agg(pl.col("len").max().alias("n_wrong_mode"))
+        else:  # without `answer` every wrong response counts toward one class
+            p_e = wrong.group_by("prompt_id").agg(pl.len().alias("n_wrong_mode"))
+        uniq = pl.col("answer").drop_nulls().n_unique() if has_answer else pl.lit(None, pl.UInt32)
+        counts = frame.group_by("prompt_id").agg(
+            pl.col("correct").is_not_null().sum().cast(pl.Int64).alias("n_samples"),
+            pl.col("correct").fill_null(False).sum().cast(pl.Int64).alias("n_correct"),
             uniq.cast(pl.Int64).alias("n_unique_answers"),
-        ).with_columns(
-            difficulty_weight(pl.col("n_samples"), pl.col("n_correct"), pl.col("n_wrong_mode"), p.alpha, p.epsilon).alias(
-                "difficulty_weight"
-            )
         )
+        table = counts.join(p_e, on="prompt_id", how="left", nulls_equal=True).with_columns(pl.col("n_wrong_mode").fill_null(0).cast(pl.Int64))
+        weight = difficulty_weight(pl.col("n_samples"), pl.col("n_correct"), pl.col("n_wrong_mode"), p.alpha, p.epsilon)
+        return table.select("prompt_id", *self.produces[:-1], weight.alias("difficulty_weight"))
+
+    def score(self, frame: pl.LazyFrame) -> pl.LazyFrame:
+        return frame.join(self.prompt_table(frame), on="prompt_id", how="left", nulls_equal=True, maintain_order="left")
