@@ -76,7 +76,8 @@ def select(
         frame = _set_weight(frame, weight, step)
     if normalize_weights == "mean":
         frame = _normalize_mean(frame, step, given.get("mean_weight"))
-    return frame.sort(_ROW).drop(_ROW)
+    # filters and row-wise columns keep the input's order (the output streams with maintain_order): no sort, no buffering
+    return frame.drop(_ROW)
 
 
 def select_phases(
@@ -176,7 +177,7 @@ def where_filter(frame: pl.LazyFrame, predicate: str, step: Step, *, allow_file_
         return _where_query(frame, predicate, step)
     parse_predicate(predicate)
     keep = predicate_mask(predicate, frame.collect_schema())
-    marked = frame.with_columns(keep.alias("__keep"))
+    marked = frame.with_columns(keep.alias("__keep")).cache()  # the predicate runs once: the output and the count read it
     step.count(f"rows where `{predicate}` is false or null", marked.select((~pl.col("__keep")).sum()))
     return marked.filter(pl.col("__keep")).drop("__keep")
 
