@@ -114,6 +114,31 @@ def test_duplicates_reported_then_dropped(tmp_path):
     assert step.dropped == {"duplicate (prompt_id, response, model)": 1}
 
 
+def test_duplicates_counted_exactly_past_the_length_sketch(tmp_path):
+    # "ab"/"cd" share (prompt_id, model, length) without being duplicates; "x" three times is two duplicates; the
+    # copy of the NaN-reward row is no duplicate once that row is dropped (the count is over the rows kept)
+    data = {"prompt_id": ["A", "A", "A", "A", "A", "B", "B"], "prompt": ["p"] * 5 + ["q"] * 2, "response": ["ab", "cd", "x", "x", "x", "z", "z"],
+            "model": ["m"] * 7, "reward": [1.0, 2.0, 3.0, 4.0, 5.0, float("nan"), 1.0]}  # fmt: skip
+    path = write_parquet(tmp_path, "d.parquet", data)
+    step = Step("read")
+    kept = curate.load(path, dedup=True, drop_invalid=True, step=step).frame.collect()
+    assert step.dropped == {"invalid `reward`: NaN or infinite value": 1, "duplicate (prompt_id, response, model)": 2}
+    assert kept["response"].to_list() == ["ab", "cd", "x", "z"]
+
+
+def test_prompt_id_collision_dropped_rows_counted_exactly(tmp_path):
+    # id A: rows 0 and 2 hold prompt "p", row 1 and row 3 hold "other": rows 1 and 3 collide; row 3 has a blank response
+    # first, so it counts there, once
+    data = {"prompt_id": ["A", "A", "A", "A"], "prompt": ["p", "other", "p", "other"], "response": ["a", "b", "c", " "]}
+    path = write_parquet(tmp_path, "c.parquet", data)
+    step = Step("read")
+    kept = curate.load(path, drop_invalid=True, step=step).frame.collect()
+    assert kept["response"].to_list() == ["a", "c"]
+    assert step.dropped == {"invalid `response`: null or empty (blank) string": 1, "invalid `prompt_id`: one prompt_id, several prompts": 1}
+    with pytest.raises(curate.SchemaError, match=r"prompt_id 'A' is given to different prompts \(rows 0 and 1 differ\)"):
+        curate.read(write_parquet(tmp_path, "c2.parquet", {**data, "response": ["a", "b", "c", "d"]}))
+
+
 def test_pairs_kind_detected_and_required(tmp_path):
     path = write_parquet(tmp_path, "p.parquet", {"prompt": ["p"], "chosen": ["c"], "rejected": ["r"]})
     table = curate.load(path, kind=None)

@@ -12,6 +12,7 @@ from hypothesis import strategies as st
 
 import curate
 from curate.lineage import Step
+from curate.scoring import score_table
 from scorers.dual_margin import m2_threshold
 
 
@@ -240,6 +241,22 @@ def test_single_response_and_all_tied_prompts_give_no_pair():
     w = curate.score(df.with_columns(correct=pl.Series([True, False, False, True, True])).lazy(), "difficulty").collect()
     # S: one correct of one -> max(1, 1 + 0 + 1/1) = 2; T: all wrong, P_e = 2 (no answer: total) -> 1 + 2/2 = 2; U: all right -> 1.5
     assert w["difficulty_weight"].to_list() == pytest.approx([2.0, 2.0, 2.0, 1.5, 1.5])
+
+
+def test_difficulty_keeps_row_order_and_matches_hand_values():
+    # prompts interleaved; answers: B's wrong classes are {"1": 2, null: 1}, A's one wrong ("2"); one ungraded row in A
+    df = pl.DataFrame({"prompt_id": ["B", "A", "B", "A", "B", "A", "B"], "prompt": ["b", "a", "b", "a", "b", "a", "b"],
+                       "response": [f"r{i}" for i in range(7)], "correct": [False, True, False, False, False, None, True],
+                       "answer": ["1", "3", "1", "2", None, "3", "3"]})  # fmt: skip
+    # B: N = 4, P_c = 1, P_e = 2 (answer "1" twice; the null answer is a class of one) -> max(1, 1 + 2/1 + 1/4) = 3.25
+    # A: N = 2 graded (row 5 is null), P_c = 1, P_e = 1 -> max(1, 1 + 1/1 + 1/2) = 2.5; distinct answers: A {"3", "2"}, B {"1", "3"}
+    out = curate.score(df.lazy(), "difficulty").collect()
+    assert out["response"].to_list() == [f"r{i}" for i in range(7)]
+    assert out["difficulty_weight"].to_list() == pytest.approx([3.25, 2.5, 3.25, 2.5, 3.25, 2.5, 3.25])
+    assert out["n_samples"].to_list() == [4, 2, 4, 2, 4, 2, 4] and out["n_wrong_mode"].to_list() == [2, 1, 2, 1, 2, 1, 2]
+    assert out["n_unique_answers"].to_list() == [2, 2, 2, 2, 2, 2, 2]
+    per_prompt = score_table(df.lazy(), ["difficulty"], per_prompt=True).collect()
+    assert per_prompt["prompt_id"].to_list() == ["B", "A"] and per_prompt["difficulty_weight"].to_list() == pytest.approx([3.25, 2.5])
 
 
 def test_dcrm_with_embedding_distance():
