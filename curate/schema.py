@@ -10,8 +10,6 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
-import os
-
 import polars as pl
 
 from curate import messages as msg
@@ -295,8 +293,8 @@ def check(
     first_fail = pl.lit(None, dtype=pl.Int32)
     for i, (_, _, bad) in reversed(list(enumerate(checks))):
         first_fail = pl.when(bad.fill_null(False)).then(pl.lit(i, dtype=pl.Int32)).otherwise(first_fail)
-    base = base.with_columns(first_fail.alias("__fail"))
-    base = base.cache() if os.environ.get("NOCACHE") is None else base
+    # one node shared by the checks' statistics, the output and the step's counts: the input is read and checked once
+    base = base.with_columns(first_fail.alias("__fail")).cache()
     fails = pl.col("__fail")
     aggs = [pl.len().alias("__n")]
     for i, (_, problem, _) in enumerate(checks):
