@@ -310,18 +310,18 @@ def check(
         mine = ~earlier & collides
         i = len(checks)
         checks.append(("prompt_id", _COLLISION, collides))
-        detail = [mine.sum().alias(f"__c{i}"), pl.col("__row").filter(mine).head(_MAX_ROWS_SHOWN).implode().alias(f"__r{i}"),
-                  pl.col("prompt_id").filter(mine).first().alias("__collision_id")]  # fmt: skip
         if drop_invalid:  # the colliding rows are dropped: count them exactly, and leave them out of the counts below
-            aggs += detail
+            aggs.append(mine.sum().alias(f"__c{i}"))
             earlier = earlier | collides
         else:
             # a collision stops the command: the main pass only asks whether one exists (distinct (id, prompt) vs distinct
-            # ids, no window); the rows are looked up on the error's path
+            # ids, no window); the error's path looks up the rows, the id and where that id first appears, in one query
             mask = ~earlier & pl.col("prompt_id").is_not_null()
             ids = pl.col("prompt_id").filter(mask)
             aggs.append((pl.struct(ids, pl.col("prompt").hash().filter(mask)).n_unique() - ids.n_unique()).alias(f"__c{i}"))
-            collision_detail = base.select(detail)
+            the_id = pl.col("prompt_id").filter(mine).first()
+            collision_detail = base.select(mine.sum().alias(f"__c{i}"), pl.col("__row").filter(mine).head(_MAX_ROWS_SHOWN).implode().alias(f"__r{i}"),
+                                           the_id.alias("__collision_id"), pl.col("__row").filter(pl.col("prompt_id") == the_id).min().alias("__collision_first"))  # fmt: skip
     aggs.append(pl.col("prompt_id").filter(~earlier).n_unique().alias("__prompts"))
     key = ["prompt_id", "response", "model"] if kind == "samples" and (only is None or "response" in only) else []
     if key:
@@ -354,10 +354,8 @@ def check(
             i, (name, problem, _) = failed[0]
             if problem == _COLLISION:
                 row = {**row, **collision_detail.collect().row(0, named=True)}
-                # the error's path only: where that id first appears (a window in the main pass would cost every run)
-                first = base.filter(pl.col("prompt_id") == row["__collision_id"]).select(pl.col("__row").min()).collect().item()
                 raise SchemaError(
-                    f"prompt_id {row['__collision_id']!r} is given to different prompts (rows {first} and "
+                    f"prompt_id {row['__collision_id']!r} is given to different prompts (rows {row['__collision_first']} and "
                     f"{row[f'__r{i}'][0]} differ); pairs and lists would mix them",
                     source=source, column="prompt_id", rows=row[f"__r{i}"], count=row[f"__c{i}"],
                     hint="Fix the ids, or pass --rehash-prompt-ids to derive prompt_id from the prompt text.",

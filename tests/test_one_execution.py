@@ -11,7 +11,6 @@ Two probes, both in this process (the commands run through `curate run`'s in-pro
 
 from __future__ import annotations
 
-from dataclasses import dataclass
 from pathlib import Path
 
 import polars as pl
@@ -20,11 +19,6 @@ import pytest
 from conftest import ARENA, GSM8K
 
 ROWS_SEEN: list[int] = []
-
-
-@dataclass
-class _NoParams:
-    pass
 
 
 def _counting_scorer():
@@ -39,7 +33,6 @@ def _counting_scorer():
         requires = ("chosen", "rejected")
         produces = ("counted",)
         citation = "test probe"
-        Params = _NoParams
 
         def score(self, frame: pl.LazyFrame) -> pl.LazyFrame:
             def longer(s: pl.Series) -> pl.Series:
