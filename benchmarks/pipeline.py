@@ -161,7 +161,7 @@ POLARS = {
     "sql group-by": """
         pl.scan_parquet(SRC).group_by("model").agg(pl.col("reward").mean().alias("mean_reward"), pl.len().alias("n")).sort("model").sink_parquet(OUT)""",
     "export TRL jsonl": """
-        pl.scan_parquet(SRC).select("prompt", "chosen", "rejected", "weight").sink_ndjson(OUT)""",
+        pl.scan_parquet(SRC).select("prompt", "chosen", "rejected", "ref_chosen_logps", "ref_rejected_logps", "weight", "pair_id").sink_ndjson(OUT)""",
     "export hf": """
         import os
         os.makedirs(OUT + "/data", exist_ok=True)
@@ -196,7 +196,7 @@ DUCKDB = {
         SELECT * EXCLUDE (row) FROM (SELECT * FROM p ORDER BY chosen_reward - rejected_reward DESC, row
           LIMIT (SELECT floor(0.4 * count(*))::BIGINT FROM p)) ORDER BY row""",
     "sql group-by": "SELECT model, avg(reward) AS mean_reward, count(*) AS n FROM read_parquet('SRC') GROUP BY 1 ORDER BY 1",
-    "export TRL jsonl": "SELECT prompt, chosen, rejected, weight FROM read_parquet('SRC')",
+    "export TRL jsonl": "SELECT prompt, chosen, rejected, ref_chosen_logps, ref_rejected_logps, weight, pair_id FROM read_parquet('SRC')",
 }
 
 
@@ -214,6 +214,17 @@ def curate_args(job: str, src: Path, out: Path) -> list[str]:
         "export TRL jsonl": ["export", str(src), "-o", str(out), "--trl"],
         "export hf": ["export", str(src), "-o", str(out), "--format", "hf"],
     }[job]
+
+
+def compile_curate() -> None:
+    """Write curate's bytecode first, as an installed package has it: with PYTHONDONTWRITEBYTECODE set (as on the machine
+    these figures come from), an editable checkout would otherwise recompile its modules in every timed process."""
+    import importlib.util
+
+    for package in ("curate", "scorers"):
+        spec = importlib.util.find_spec(package)
+        if spec is not None and spec.submodule_search_locations:
+            subprocess.run([sys.executable, "-m", "compileall", "-q", *spec.submodule_search_locations], check=True, capture_output=True)
 
 
 def timed(cmd: list[str]) -> tuple[float, float]:
@@ -327,6 +338,7 @@ def main() -> None:
         write_samples(int(a.make[0]), Path(a.make[1]))
         return
     print(f"cores: {os.cpu_count()}, polars {pl.__version__}")
+    compile_curate()
     results = []
     with tempfile.TemporaryDirectory() as tmp:
         for prompts in a.prompts:

@@ -16,11 +16,12 @@ import re
 from collections.abc import Iterable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
-
-import pyarrow as pa
+from typing import TYPE_CHECKING, Any
 
 from curate.errors import CurateError
+
+if TYPE_CHECKING:
+    import pyarrow as pa
 
 DATA_SUFFIXES = (".parquet", ".jsonl", ".ndjson", ".json", ".csv", ".arrow")
 DEFAULT_SPLIT = "train"
@@ -134,6 +135,8 @@ def expand(pattern: str) -> list[Path]:
 
 def plain_type(t: pa.DataType) -> pa.DataType:
     """Large/view strings and lists as the plain types `datasets` maps to Value('string') and List."""
+    import pyarrow as pa
+
     if pa.types.is_large_string(t) or pa.types.is_string_view(t):
         return pa.string()
     if pa.types.is_large_list(t) or pa.types.is_list_view(t) or pa.types.is_large_list_view(t) or pa.types.is_list(t):
@@ -144,6 +147,8 @@ def plain_type(t: pa.DataType) -> pa.DataType:
 
 
 def plain_schema(schema: pa.Schema) -> pa.Schema:
+    import pyarrow as pa
+
     return pa.schema([f.with_type(plain_type(f.type)) for f in schema])
 
 
@@ -152,6 +157,8 @@ _DTYPES = {"bool": "bool", "double": "float64", "float": "float32", "halffloat":
 
 def feature_yaml(t: pa.DataType) -> dict[str, Any]:
     """One column's type as the `dataset_info.features` YAML of a Hub card (`datasets.Features._to_yaml_list`)."""
+    import pyarrow as pa
+
     if pa.types.is_list(t) or pa.types.is_large_list(t):
         inner = feature_yaml(t.value_type)
         key = "list" if pa.types.is_list(t) else "large_list"

@@ -13,9 +13,9 @@ import os
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import polars as pl
-import pyarrow as pa
 
 from curate import hub
 from curate.errors import CurateError, SchemaError
@@ -32,6 +32,9 @@ from curate.sinks import (  # noqa: F401  (re-exported: the writing side of cura
     execute,
     format_of,
 )
+
+if TYPE_CHECKING:
+    import pyarrow as pa
 
 Source = str | os.PathLike | Sequence[str | os.PathLike]
 
@@ -148,7 +151,7 @@ def _scan_file(p: Path) -> tuple[pl.LazyFrame, Lineage]:
         return pl.from_arrow(_read_arrow(p)).lazy(), lineage
     except CurateError:
         raise
-    except (pl.exceptions.PolarsError, pa.ArrowException, OSError, ValueError) as exc:
+    except (pl.exceptions.PolarsError, _arrow_error(), OSError, ValueError) as exc:
         where = locate_text_error(p) if suffix in (*_JSONL, ".csv") else None
         raise SchemaError(
             where or f"could not read the file as {p.suffix.lstrip('.') or 'a table'}: it is truncated, corrupt, or not that format ({_first_line(exc)})",
@@ -237,17 +240,28 @@ def load(
     return Table(frame=frame, kind=kind, source=name, lineage=lineage, card=card)
 
 
-def _parquet_lineage(p: Path) -> Lineage:
-    import pyarrow.parquet as pq
+def _arrow_error() -> type[BaseException]:
+    """pyarrow's error type once pyarrow is loaded (only Arrow files and Hub folders load it), else a type never raised."""
+    import sys
 
-    meta = pq.read_metadata(p).metadata or {}
-    lineage = Lineage.from_json(meta.get(LINEAGE_KEY.encode()))
+    pa = sys.modules.get("pyarrow")
+    return pa.ArrowException if pa is not None else _NeverRaised
+
+
+class _NeverRaised(Exception):
+    pass
+
+
+def _parquet_lineage(p: Path) -> Lineage:
+    lineage = Lineage.from_json(pl.read_parquet_metadata(p).get(LINEAGE_KEY))
     if not lineage.sources:
         lineage.sources = [hub.relative_source(p)]
     return lineage
 
 
 def _read_arrow(p: Path) -> pa.Table:
+    import pyarrow as pa
+
     source = pa.memory_map(str(p))
     try:
         return pa.ipc.open_stream(source).read_all()
@@ -261,6 +275,8 @@ def scan_arrow_folder(p: Path) -> tuple[pl.LazyFrame, Lineage]:
     if not state.exists():
         raise CurateError(f"{p}: a folder is read as a `datasets.save_to_disk` folder, but it has no state.json.")
     files = [p / f["filename"] for f in json.loads(state.read_text())["_data_files"]]
+    import pyarrow as pa
+
     tables = [_read_arrow(f) for f in files]
     table = pa.concat_tables(tables) if len(tables) > 1 else tables[0]
     lineage_file = p / LINEAGE_FILE

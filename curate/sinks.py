@@ -20,14 +20,16 @@ from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import polars as pl
-import pyarrow as pa
 
 from curate import hub
 from curate.errors import CurateError
 from curate.lineage import Lineage
+
+if TYPE_CHECKING:
+    import pyarrow as pa
 
 FORMATS = ("parquet", "jsonl", "hf", "arrow")
 FORMAT_ALIASES = {"hub": "hf"}
@@ -185,6 +187,8 @@ def check_target(path: str | os.PathLike, fmt: str, inputs: Sequence[str | os.Pa
 
 
 def _arrow(df: pl.DataFrame) -> pa.Table:
+    import pyarrow  # noqa: F401  (Polars converts to Arrow through it)
+
     return df.to_arrow(compat_level=pl.CompatLevel.oldest())
 
 
@@ -213,6 +217,8 @@ class _Buffered:
         if self.buffered_rows == 0:  # only empty batches: nothing to write (an empty output gets its schema in `finish`)
             self.tables = []
             return None
+        import pyarrow as pa
+
         table = pa.concat_tables(self.tables) if len(self.tables) > 1 else self.tables[0]
         cut = table.num_rows if final else ROW_GROUP_ROWS
         rest = table.slice(cut)
@@ -267,24 +273,6 @@ class ParquetSink:
     def abort(self) -> None:
         if self.writer is not None:
             self.writer.close()
-
-
-class JsonlSink:
-    """JSON Lines, one object per row (nested lists and messages as JSON arrays)."""
-
-    def __init__(self, path: Path) -> None:
-        self.fh = path.open("wb")
-        self.rows = 0
-
-    def write(self, df: pl.DataFrame) -> None:
-        df.write_ndjson(self.fh)
-        self.rows += df.height
-
-    def finish(self, lineage: Lineage, empty: pl.DataFrame) -> None:
-        self.fh.close()
-
-    def abort(self) -> None:
-        self.fh.close()
 
 
 class HubSink:
@@ -359,6 +347,8 @@ class ArrowSink:
     def write(self, df: pl.DataFrame) -> None:
         table = _arrow(df)
         if self.schema is None:
+            import pyarrow as pa
+
             self.schema = hub.plain_schema(table.schema)
             self.sink = pa.OSFile(str(self.folder / self.SHARD), "wb")
             self.writer = pa.ipc.new_stream(self.sink, self.schema)
@@ -398,11 +388,167 @@ class ArrowSink:
             self.sink.close()
 
 
+class NativeSink:
+    """A Parquet or JSON Lines file written by Polars' own parallel sink, inside the command's one `collect_all`.
+
+    The lineage is only known once the counts are: a Parquet footer reserves room for it under
+    LINEAGE_KEY (a marker padded with spaces) and `finish` fills it in place, padded to the same
+    length (JSON allows the trailing spaces). The rows written come from the footer (or the lines of
+    a JSON Lines file), and a tracked column's distinct values from reading that column back.
+    """
+
+    def __init__(self, path: Path, fmt: str) -> None:
+        self.path, self.fmt = path, fmt
+        self.marker = f"curate-lineage-{os.getpid()}-{id(self):x}-".encode()
+        self.rows = 0
+
+    def plan(self, lazy: pl.LazyFrame) -> pl.LazyFrame:
+        """The sink, to run in the step's one `collect_all`."""
+        if self.fmt == "jsonl":
+            return lazy.sink_ndjson(self.path, lazy=True)
+        reserved = self.marker.decode().ljust(LINEAGE_RESERVE)
+        return lazy.sink_parquet(self.path, compression="zstd", row_group_size=ROW_GROUP_ROWS, metadata={LINEAGE_KEY: reserved}, lazy=True)
+
+    def written(self, track: str | None) -> int | None:
+        """After the plan ran: set the rows written (from the footer, or the lines); return the distinct values of `track`.
+
+        Those are read back from the written file, not computed by running the plan again.
+        """
+        self.rows = parquet_rows(self.path) if self.fmt == "parquet" else _count_lines(self.path)
+        if track is None:
+            return None
+        if not self.rows:
+            return 0
+        scan = pl.scan_parquet(self.path) if self.fmt == "parquet" else pl.scan_ndjson(self.path)
+        return scan.select(pl.col(track).n_unique()).collect().item()
+
+    def finish(self, lineage: Lineage, empty: pl.DataFrame) -> None:
+        if self.fmt == "parquet":
+            fill_footer(self.path, self.marker, LINEAGE_KEY, lineage.to_json())
+
+    def abort(self) -> None:
+        pass
+
+
+LINEAGE_RESERVE = 16_384  # bytes kept in a Parquet footer for the lineage; a longer one rewrites the footer
+
+
+def _count_lines(path: Path) -> int:
+    count, block = 0, bytearray(1 << 22)
+    with path.open("rb", buffering=0) as fh:
+        while size := fh.readinto(block):
+            count += block.count(b"\n", 0, size)
+    return count
+
+
+def _footer(fh: Any, path: Path) -> tuple[int, bytes]:
+    """A Parquet file's footer (the Thrift-encoded FileMetaData) and where it starts."""
+    fh.seek(-8, os.SEEK_END)
+    tail = fh.read(8)
+    if tail[4:] != b"PAR1":
+        raise CurateError(f"{path}: not a Parquet file (no PAR1 footer)")
+    length = int.from_bytes(tail[:4], "little")
+    start = fh.seek(-8 - length, os.SEEK_END)
+    return start, fh.read(length)
+
+
+def parquet_rows(path: Path) -> int:
+    """The row count in a Parquet file's footer: FileMetaData field 3 (Thrift compact protocol), after fields 1-2."""
+    with path.open("rb") as fh:
+        footer = _footer(fh, path)[1]
+    reader = _Thrift(footer)
+    last = 0
+    while (header := reader.byte()) != 0:
+        delta, kind = header >> 4, header & 0x0F
+        field = last + delta if delta else reader.zigzag()
+        if field == 3 and kind == 6:
+            return reader.zigzag()
+        reader.skip(kind)
+        last = field
+    raise CurateError(f"{path}: the Parquet footer has no row count")
+
+
+class _Thrift:
+    """Just enough of Thrift's compact protocol to step over fields of a Parquet footer."""
+
+    def __init__(self, data: bytes) -> None:
+        self.data, self.pos = data, 0
+
+    def byte(self) -> int:
+        self.pos += 1
+        return self.data[self.pos - 1]
+
+    def varint(self) -> int:
+        value = shift = 0
+        while True:
+            b = self.byte()
+            value |= (b & 0x7F) << shift
+            shift += 7
+            if b < 0x80:
+                return value
+
+    def zigzag(self) -> int:
+        n = self.varint()
+        return (n >> 1) ^ -(n & 1)
+
+    def skip(self, kind: int) -> None:
+        if kind in (1, 2):  # booleans live in the field header
+            return
+        if kind == 3:
+            self.pos += 1
+        elif kind in (4, 5, 6):
+            self.varint()
+        elif kind == 7:
+            self.pos += 8
+        elif kind == 8:
+            size = self.varint()  # read first: `self.pos += self.varint()` would add to the position before the length
+            self.pos += size
+        elif kind in (9, 10):
+            header = self.byte()
+            size = header >> 4 if header >> 4 != 15 else self.varint()
+            for _ in range(size):
+                self.pos += 1 if header & 0x0F in (1, 2) else 0
+                if header & 0x0F not in (1, 2):
+                    self.skip(header & 0x0F)
+        elif kind == 11:
+            size = self.varint()
+            types = self.byte() if size else 0
+            for _ in range(size):
+                self.skip(types >> 4)
+                self.skip(types & 0x0F)
+        elif kind == 12:
+            while (header := self.byte()) != 0:
+                if not header >> 4:
+                    self.zigzag()
+                self.skip(header & 0x0F)
+        else:
+            raise ValueError(f"unknown Thrift type {kind}")
+
+
+def fill_footer(path: Path, marker: bytes, key: str, value: str) -> None:
+    """Write `value` into the footer space a Parquet file reserved for `key` (a string starting with `marker`)."""
+    with path.open("r+b") as fh:
+        start, footer = _footer(fh, path)
+        at = footer.find(marker)
+        data = value.encode()
+        if at >= 0 and footer.find(marker, at + 1) < 0 and len(data) <= LINEAGE_RESERVE:
+            fh.seek(start + at)
+            fh.write(data.ljust(LINEAGE_RESERVE))
+            return
+    _rewrite_with_metadata(path, key, value)  # a lineage longer than the room kept for it: rewrite the file (rare)
+
+
+def _rewrite_with_metadata(path: Path, key: str, value: str) -> None:
+    import pyarrow.parquet as pq
+
+    table = pq.read_table(path)
+    meta = {**(table.schema.metadata or {}), key.encode(): value.encode()}
+    pq.write_table(table.replace_schema_metadata(meta), path, compression="zstd", row_group_size=ROW_GROUP_ROWS)
+
+
 def _make_sink(fmt: str, tmp: Path, *, target: Path, split: str, card: str | CardFn | None, card_meta: dict | None, shard_bytes: int) -> Any:
-    if fmt == "parquet":
-        return ParquetSink(tmp)
-    if fmt == "jsonl":
-        return JsonlSink(tmp)
+    if fmt in ("parquet", "jsonl"):
+        return NativeSink(tmp, fmt)
     if fmt == "arrow":
         return ArrowSink(tmp, card=card)
     return HubSink(tmp, split=split, card=card, card_meta=card_meta, shard_bytes=shard_bytes, name=target.name)
@@ -457,8 +603,12 @@ def execute(
             sink.write(df)
 
         try:
-            values = pl.collect_all([lazy.sink_batches(write, lazy=True, chunk_size=chunk_size, maintain_order=True), *stats])[1:]
-            distinct = len(seen) if track is not None else None
+            if isinstance(sink, NativeSink):
+                values = pl.collect_all([sink.plan(lazy), *stats])[1:]
+                distinct = sink.written(track)
+            else:
+                values = pl.collect_all([lazy.sink_batches(write, lazy=True, chunk_size=chunk_size, maintain_order=True), *stats])[1:]
+                distinct = len(seen) if track is not None else None
             done = finish(list(values), sink.rows, distinct) if finish is not None else (lineage or Lineage())
             sink.finish(done, pl.DataFrame(schema=lazy.collect_schema()))
         except BaseException:

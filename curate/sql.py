@@ -3,17 +3,19 @@
 from __future__ import annotations
 
 import os
-from typing import Any
+from typing import TYPE_CHECKING, Any, Union
 
 import polars as pl
-import pyarrow as pa
 
 from curate.errors import CurateError
 from curate.io import resolve, scan
 from curate.lineage import Lineage
 
 VIEWS = ("samples", "pairs", "triplets", "ranked", "diagnostics")
-TableLike = str | os.PathLike | pl.LazyFrame | pl.DataFrame | pa.Table
+if TYPE_CHECKING:
+    import pyarrow as pa
+
+TableLike = Union[str, os.PathLike, pl.LazyFrame, pl.DataFrame, "pa.Table"]
 
 
 def connect(**tables: TableLike | None) -> tuple[Any, Lineage]:

@@ -90,3 +90,43 @@ def test_bad_jsonl_line_names_file(tmp_path):
     path.write_text(json.dumps({"prompt": "p", "response": "r"}) + "\n{not json\n")
     with pytest.raises(curate.SchemaError, match="bad.jsonl"):
         curate.read(path)
+
+
+def test_parquet_row_count_from_the_footer(tmp_path):
+    """`parquet_rows` reads FileMetaData.num_rows itself: files by pyarrow (several row groups, key-value metadata) and Polars."""
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    from curate.sinks import parquet_rows
+
+    table = pa.table({"a": list(range(2500)), "s": [f"text {i}" * (i % 7) for i in range(2500)], "l": [[i, i + 1] for i in range(2500)]})
+    pq.write_table(table.replace_schema_metadata({"k": "v" * 300}), tmp_path / "pa.parquet", row_group_size=1000)
+    pl.DataFrame({"x": [1.5, None, 3.0]}).write_parquet(tmp_path / "pl.parquet")
+    pl.DataFrame({"x": []}, schema={"x": pl.String}).write_parquet(tmp_path / "empty.parquet")
+    assert [parquet_rows(tmp_path / f) for f in ("pa.parquet", "pl.parquet", "empty.parquet")] == [2500, 3, 0]
+
+
+@pytest.mark.parametrize("reserve", [16_384, 64])
+def test_lineage_filled_into_the_footer_after_the_counts(tmp_path, monkeypatch, reserve):
+    """The footer keeps room for the lineage, filled once the counts are known; a longer lineage rewrites the footer."""
+    import pyarrow.parquet as pq
+
+    import curate.sinks
+
+    monkeypatch.setattr(curate.sinks, "LINEAGE_RESERVE", reserve)
+    lineage = Lineage(sources=["src.jsonl"], steps=[Step("ingest", params={"note": "x" * 200}, rows_out=2)])
+    out = tmp_path / "t.parquet"
+    assert write(pl.DataFrame(ROWS).lazy(), out, lineage=lineage) == 2
+    meta = pq.read_metadata(out).metadata[b"curate"]
+    assert json.loads(meta) == json.loads(lineage.to_json())
+    assert len(meta) == (reserve if reserve > len(lineage.to_json()) else len(lineage.to_json()))  # padded, or rewritten exactly
+    assert pl.read_parquet(out).to_dict(as_series=False) == ROWS
+    assert [p.name for p in tmp_path.iterdir()] == ["t.parquet"]  # no temporary left
+
+
+def test_jsonl_rows_are_counted_from_the_lines(tmp_path):
+    texts = ["line\nbreak", "quote \" and \\ backslash", "", "unicode \u2028 separator"]
+    out = tmp_path / "t.jsonl"
+    assert write(pl.LazyFrame({"prompt": texts}), out) == 4
+    assert [json.loads(line)["prompt"] for line in out.read_bytes().split(b"\n")[:-1]] == texts  # one row per "\n", none inside
+    assert write(pl.LazyFrame({"prompt": []}, schema={"prompt": pl.String}), tmp_path / "empty.jsonl") == 0
