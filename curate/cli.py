@@ -910,7 +910,18 @@ def demo(
 
 
 def main() -> None:
-    app()
+    """Run the CLI. Typer builds the parser of every command an app holds; a run of one command gets an app of that one."""
+    named = [c for c in app.registered_commands if sys.argv[1:2] == [c.name or c.callback.__name__.replace("_", "-")]]
+    if not named:  # no command, or an unknown one: the whole app (its help, and its error naming the commands)
+        return app()
+    one = typer.Typer(name=app.info.name, help=app.info.help, add_completion=False, pretty_exceptions_enable=False)
+    one.registered_commands = named
+    one.callback()(_group)  # a group of one command still expects the command's name, as the whole app does
+    return one()
+
+
+def _group() -> None:
+    """Turn sampled LLM responses into weighted and ranked preference datasets."""
 
 
 if __name__ == "__main__":  # pragma: no cover

@@ -3,12 +3,15 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
-import numpy as np
 import polars as pl
 
 from scorers.base import Scorer, ensure, register
 from scorers.errors import CurateError
+
+if TYPE_CHECKING:
+    import numpy as np
 
 MODES = ("mul", "add")
 _EX_DIVISOR, _IM_DIVISOR = 1.5, 2.0
@@ -25,6 +28,8 @@ class DualMarginParams:
 
 def m2_threshold(values: np.ndarray, divisor: float, m1: float = -2.0, min_rows: int = 30) -> float:
     """Upper clip M2: start at int(max/divisor), add 1 until fewer than `min_rows` rows (or fewer than max − M2) lie in [M2, max]."""
+    import numpy as np
+
     v = values[np.isfinite(values)]
     if v.size == 0:
         return m1 + 1.0

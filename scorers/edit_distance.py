@@ -12,12 +12,15 @@ Levenshtein becomes rapidfuzz's native string Levenshtein; all pairs of a batch 
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
-import numpy as np
 import polars as pl
 
 from scorers.base import Scorer, register
 from scorers.errors import CurateError
+
+if TYPE_CHECKING:
+    import numpy as np
 
 UNITS = ("auto", "token", "word", "char")
 _WORD = r"\S+"
@@ -32,6 +35,8 @@ class EditDistanceParams:
 
 def _code_points(ids: np.ndarray) -> np.ndarray:
     """Dense ids 0..V-1 to valid code points (skipping the surrogates U+D800–U+DFFF)."""
+    import numpy as np
+
     cp = ids.astype(np.uint32, copy=False)
     if cp.size == 0 or cp.max() < 0xD800:
         return cp.astype("<u4", copy=False)
@@ -40,6 +45,8 @@ def _code_points(ids: np.ndarray) -> np.ndarray:
 
 def _encode(flat_ids: np.ndarray, lengths: np.ndarray) -> np.ndarray:
     """One string per sequence, one code point per element; equal elements get equal code points."""
+    import numpy as np
+
     if flat_ids.size and (flat_ids.min() < 0 or flat_ids.max() >= _MAX_CODE):
         uniq, flat_ids = np.unique(flat_ids, return_inverse=True)  # make ids dense (a sort: only when needed)
         if len(uniq) > _MAX_CODE:
@@ -69,6 +76,8 @@ def encode_words(texts: pl.Series) -> np.ndarray:
     words below 256, where rapidfuzz's Levenshtein runs on a lookup table instead of a hash map
     (measured 17% faster on the arena responses; distances are unchanged, only the labels move).
     """
+    import numpy as np
+
     words = split_words(texts)
     lengths = words.list.len().fill_null(0).to_numpy()
     flat = words.explode().drop_nulls()  # empty lists explode to a null
@@ -83,6 +92,8 @@ def encode_words(texts: pl.Series) -> np.ndarray:
 
 def encode_tokens(ids: pl.Series) -> np.ndarray:
     """Each token-id list as a string of token code points."""
+    import numpy as np
+
     lengths = ids.list.len().fill_null(0).to_numpy()
     flat = ids.explode().drop_nulls().to_numpy()
     return _encode(flat, lengths)
@@ -90,6 +101,8 @@ def encode_tokens(ids: pl.Series) -> np.ndarray:
 
 def pairwise_distances(a: pl.Series, b: pl.Series, unit: str) -> pl.Series:
     """Levenshtein distance between a[i] and b[i] for every i, in `unit`s; null where either side is null."""
+    import numpy as np
+
     from rapidfuzz.distance import Levenshtein
     from rapidfuzz.process import cpdist
 
