@@ -26,6 +26,7 @@ import polars as pl
 
 from curate import hub
 from curate.errors import CurateError
+from curate.footer import fill_reserved, num_rows
 from curate.lineage import Lineage
 
 if TYPE_CHECKING:
@@ -183,7 +184,7 @@ def check_target(path: str | os.PathLike, fmt: str, inputs: Sequence[str | os.Pa
         raise CurateError(f"{target} is a file; a {fmt} output is a folder. Choose another path.")
 
 
-# --- batch writers ------------------------------------------------------------------------------------------------
+# --- writers -------------------------------------------------------------------------------------------------------
 
 
 def _arrow(df: pl.DataFrame) -> pa.Table:
@@ -192,94 +193,66 @@ def _arrow(df: pl.DataFrame) -> pa.Table:
     return df.to_arrow(compat_level=pl.CompatLevel.oldest())
 
 
-class _Buffered:
-    """Collects batches into row groups of exactly ROW_GROUP_ROWS rows (the last one shorter), contiguous in memory.
+class NativeSink:
+    """A Parquet or JSON Lines file written by Polars' own parallel sink, inside the command's one `collect_all`.
 
-    Whatever batch sizes Polars streams, the row groups and their pages are the same, so the same
-    table always gives the same bytes (recipes compare outputs by content hash).
+    The lineage is only known once the counts are: a Parquet footer reserves room for it under
+    LINEAGE_KEY (a marker padded with spaces) and `finish` fills it in place, padded to the same
+    length (JSON allows the trailing spaces). The rows written come from the footer (or the lines of
+    a JSON Lines file), and a tracked column's distinct values from reading that column back.
     """
 
-    def __init__(self) -> None:
-        self.tables: list[pa.Table] = []
+    def __init__(self, path: Path, fmt: str, metadata: dict[str, str] | None = None) -> None:
+        self.path, self.fmt, self.metadata = path, fmt, metadata or {}
+        self.marker = f"curate-lineage-{os.getpid()}-{id(self):x}-".encode()
         self.rows = 0
-        self.buffered_rows = 0
 
-    def add(self, table: pa.Table) -> bool:
-        self.tables.append(table)
-        self.rows += table.num_rows
-        self.buffered_rows += table.num_rows
-        return self.buffered_rows >= ROW_GROUP_ROWS
+    def plan(self, lazy: pl.LazyFrame) -> pl.LazyFrame:
+        """The sink, to run in the step's one `collect_all`."""
+        if self.fmt == "jsonl":
+            return lazy.sink_ndjson(self.path, lazy=True)
+        metadata = {**self.metadata, LINEAGE_KEY: self.marker.decode().ljust(LINEAGE_RESERVE)}
+        return lazy.sink_parquet(self.path, compression="zstd", row_group_size=ROW_GROUP_ROWS, metadata=metadata, lazy=True)
 
-    def take(self, final: bool = False) -> pa.Table | None:
-        """The next full row group (or, when `final`, whatever is left)."""
-        if not self.tables or (not final and self.buffered_rows < ROW_GROUP_ROWS):
+    def written(self, track: str | None) -> int | None:
+        """After the plan ran: set the rows written (from the footer, or the lines); return the distinct values of `track`.
+
+        Those are read back from the written file, not computed by running the plan again.
+        """
+        self.rows = num_rows(self.path) if self.fmt == "parquet" else _count_lines(self.path)
+        if track is None:
             return None
-        if self.buffered_rows == 0:  # only empty batches: nothing to write (an empty output gets its schema in `finish`)
-            self.tables = []
-            return None
-        import pyarrow as pa
-
-        table = pa.concat_tables(self.tables) if len(self.tables) > 1 else self.tables[0]
-        cut = table.num_rows if final else ROW_GROUP_ROWS
-        rest = table.slice(cut)
-        self.tables = [rest] if rest.num_rows else []
-        self.buffered_rows = rest.num_rows
-        return table.slice(0, cut).combine_chunks()
-
-
-class ParquetSink:
-    """One Parquet file; the lineage goes into the footer's key-value metadata when the counts are known."""
-
-    def __init__(self, path: Path, *, plain: bool = False) -> None:
-        self.path, self.plain = path, plain
-        self.writer: Any = None
-        self.schema: pa.Schema | None = None
-        self.buffer = _Buffered()
-
-    @property
-    def rows(self) -> int:
-        return self.buffer.rows
-
-    def write(self, df: pl.DataFrame) -> None:
-        table = _arrow(df)
-        if self.schema is None:
-            self.schema = hub.plain_schema(table.schema) if self.plain else table.schema
-        if self.buffer.add(table.cast(self.schema) if self.plain else table):
-            self._flush()
-
-    def _flush(self, final: bool = False) -> None:
-        import pyarrow.parquet as pq
-
-        while (table := self.buffer.take(final)) is not None:
-            if self.writer is None:
-                self.writer = pq.ParquetWriter(self.path, self.schema, compression="zstd")
-            self.writer.write_table(table, row_group_size=table.num_rows)
-            if final:
-                break
+        if not self.rows:
+            return 0
+        scan = pl.scan_parquet(self.path) if self.fmt == "parquet" else pl.scan_ndjson(self.path)
+        return scan.select(pl.col(track).n_unique()).collect().item()
 
     def finish(self, lineage: Lineage, empty: pl.DataFrame) -> None:
-        if self.schema is None:
-            self.write(empty)
-        self._flush()
-        self._flush(final=True)
-        if self.writer is None:
-            import pyarrow.parquet as pq
-
-            self.writer = pq.ParquetWriter(self.path, self.schema, compression="zstd")
-            self.writer.write_table(self.schema.empty_table())
-        self.writer.add_key_value_metadata({LINEAGE_KEY: lineage.to_json()})
-        self.writer.close()
+        if self.fmt == "parquet":
+            fill_reserved(self.path, self.marker, LINEAGE_KEY, lineage.to_json(), LINEAGE_RESERVE)
 
     def abort(self) -> None:
-        if self.writer is not None:
-            self.writer.close()
+        pass
+
+
+LINEAGE_RESERVE = 16_384  # bytes kept in a Parquet footer for the lineage; a longer one rewrites the footer
+
+
+def _count_lines(path: Path) -> int:
+    count, block = 0, bytearray(1 << 22)
+    with path.open("rb", buffering=0) as fh:
+        while size := fh.readinto(block):
+            count += block.count(b"\n", 0, size)
+    return count
 
 
 class HubSink:
     """A Hub dataset folder: `data/<split>-NNNNN-of-NNNNN.parquet` shards (plain Arrow types), then README.md and lineage.
 
-    A new shard starts once the current one holds `shard_bytes` of data; the lineage goes into the
-    last shard's footer and into `curate_lineage.json`.
+    Polars' sink writes one file (its ARROW:schema names the plain types `datasets` expects: string,
+    list); when its data (uncompressed) exceeds `shard_bytes`, it is split after into that many shards
+    of equal row counts, a row group at a time. The lineage goes into the last shard's footer and into
+    `curate_lineage.json`.
     """
 
     def __init__(self, folder: Path, *, split: str, card: str | CardFn | None, card_meta: dict | None, shard_bytes: int, name: str) -> None:
@@ -287,35 +260,39 @@ class HubSink:
         self.meta = {"license": None, "tags": ["curate"], "task_categories": ["text-generation"], "pretty_name": None, **(card_meta or {})}
         self.data = folder / "data"
         self.data.mkdir()
-        self.paths: list[Path] = []
-        self.current: ParquetSink | None = None
+        self.file: NativeSink | None = None
         self.schema: pa.Schema | None = None
-        self.rows = self.num_bytes = self.shard_size = 0
+        self.rows = self.num_bytes = 0
 
-    def write(self, df: pl.DataFrame) -> None:
-        if self.current is None or self.shard_size >= self.shard_bytes:
-            self._close(Lineage(), df.clear())
-            self.paths.append(self.data / f"shard-{len(self.paths):05d}.parquet")
-            self.current, self.shard_size = ParquetSink(self.paths[-1], plain=True), 0
-        size = df.estimated_size()
-        self.current.write(df)
-        self.shard_size += size
-        self.num_bytes += size
-        self.rows += df.height
+    def plan(self, lazy: pl.LazyFrame) -> pl.LazyFrame:
+        import base64
 
-    def _close(self, lineage: Lineage, empty: pl.DataFrame) -> None:
-        if self.current is not None:
-            self.current.finish(lineage, empty)
-            self.schema, self.current = self.current.schema, None
+        self.schema = hub.plain_schema(_arrow(pl.DataFrame(schema=lazy.collect_schema())).schema)
+        plain = base64.b64encode(self.schema.serialize().to_pybytes()).decode()  # how Arrow stores a schema in a Parquet footer
+        self.file = NativeSink(self.data / "whole.parquet", "parquet", metadata={"ARROW:schema": plain})
+        return self.file.plan(lazy)
+
+    def written(self, track: str | None) -> int | None:
+        assert self.file is not None
+        distinct = self.file.written(track)
+        self.rows = self.file.rows
+        return distinct
 
     def finish(self, lineage: Lineage, empty: pl.DataFrame) -> None:
-        if not self.paths:
-            self.paths.append(self.data / "shard-00000.parquet")
-            self.current = ParquetSink(self.paths[-1], plain=True)
-        self._close(lineage, empty)
-        names = hub.shard_names(self.split, len(self.paths))
-        for shard, name in zip(self.paths, names, strict=True):
-            os.replace(shard, self.data / name)
+        import pyarrow.parquet as pq
+
+        assert self.file is not None and self.schema is not None
+        whole = self.file.path
+        meta = pq.read_metadata(whole)
+        self.num_bytes = sum(meta.row_group(i).total_byte_size for i in range(meta.num_row_groups))
+        shards = max(1, -(-self.num_bytes // self.shard_bytes))
+        names = hub.shard_names(self.split, shards)
+        if shards == 1 and pq.read_schema(whole).remove_metadata() == self.schema:
+            self.file.finish(lineage, empty)
+            os.replace(whole, self.data / names[0])
+        else:  # larger than a shard (or a writer that kept its own types): rewritten shard by shard, bounded by a row group
+            _split_parquet(whole, [self.data / n for n in names], self.schema, self.rows, lineage)
+            whole.unlink()
         download = sum((self.data / n).stat().st_size for n in names)
         header = hub.front_matter(self.schema, split=self.split, num_examples=self.rows, num_bytes=self.num_bytes, download_size=download,
                                   license=self.meta["license"], tags=self.meta["tags"], task_categories=self.meta["task_categories"],
@@ -328,8 +305,39 @@ class HubSink:
         (self.folder / LINEAGE_FILE).write_text(lineage.to_json())
 
     def abort(self) -> None:
-        if self.current is not None:
-            self.current.abort()
+        pass
+
+
+def _split_parquet(src: Path, shards: list[Path], schema: pa.Schema, rows: int, lineage: Lineage) -> None:
+    """Copy `src` into `shards` of equal row counts (the last shorter), cast to `schema`; the lineage in the last footer."""
+    import pyarrow.parquet as pq
+
+    per_shard = max(1, -(-rows // len(shards)))
+    reader = pq.ParquetFile(src)
+    batches = reader.iter_batches(batch_size=min(per_shard, ROW_GROUP_ROWS))
+    pending = None
+    for i, path in enumerate(shards):
+        last = i == len(shards) - 1
+        meta = {LINEAGE_KEY: (lineage if last else Lineage()).to_json()}
+        with pq.ParquetWriter(path, schema.with_metadata(meta), compression="zstd") as writer:
+            left = per_shard if not last else rows
+            while left > 0:
+                batch = pending if pending is not None else next(batches, None)
+                pending = None
+                if batch is None:
+                    break
+                if batch.num_rows > left:
+                    batch, pending = batch.slice(0, left), batch.slice(left)
+                writer.write_table(pa_table(batch, schema), row_group_size=ROW_GROUP_ROWS)
+                left -= batch.num_rows
+            if writer.is_open and i == 0 and rows == 0:
+                writer.write_table(schema.empty_table())
+
+
+def pa_table(batch: Any, schema: pa.Schema) -> pa.Table:
+    import pyarrow as pa
+
+    return pa.Table.from_batches([batch]).cast(schema)
 
 
 class ArrowSink:
@@ -386,164 +394,6 @@ class ArrowSink:
         if self.writer is not None:
             self.writer.close()
             self.sink.close()
-
-
-class NativeSink:
-    """A Parquet or JSON Lines file written by Polars' own parallel sink, inside the command's one `collect_all`.
-
-    The lineage is only known once the counts are: a Parquet footer reserves room for it under
-    LINEAGE_KEY (a marker padded with spaces) and `finish` fills it in place, padded to the same
-    length (JSON allows the trailing spaces). The rows written come from the footer (or the lines of
-    a JSON Lines file), and a tracked column's distinct values from reading that column back.
-    """
-
-    def __init__(self, path: Path, fmt: str) -> None:
-        self.path, self.fmt = path, fmt
-        self.marker = f"curate-lineage-{os.getpid()}-{id(self):x}-".encode()
-        self.rows = 0
-
-    def plan(self, lazy: pl.LazyFrame) -> pl.LazyFrame:
-        """The sink, to run in the step's one `collect_all`."""
-        if self.fmt == "jsonl":
-            return lazy.sink_ndjson(self.path, lazy=True)
-        reserved = self.marker.decode().ljust(LINEAGE_RESERVE)
-        return lazy.sink_parquet(self.path, compression="zstd", row_group_size=ROW_GROUP_ROWS, metadata={LINEAGE_KEY: reserved}, lazy=True)
-
-    def written(self, track: str | None) -> int | None:
-        """After the plan ran: set the rows written (from the footer, or the lines); return the distinct values of `track`.
-
-        Those are read back from the written file, not computed by running the plan again.
-        """
-        self.rows = parquet_rows(self.path) if self.fmt == "parquet" else _count_lines(self.path)
-        if track is None:
-            return None
-        if not self.rows:
-            return 0
-        scan = pl.scan_parquet(self.path) if self.fmt == "parquet" else pl.scan_ndjson(self.path)
-        return scan.select(pl.col(track).n_unique()).collect().item()
-
-    def finish(self, lineage: Lineage, empty: pl.DataFrame) -> None:
-        if self.fmt == "parquet":
-            fill_footer(self.path, self.marker, LINEAGE_KEY, lineage.to_json())
-
-    def abort(self) -> None:
-        pass
-
-
-LINEAGE_RESERVE = 16_384  # bytes kept in a Parquet footer for the lineage; a longer one rewrites the footer
-
-
-def _count_lines(path: Path) -> int:
-    count, block = 0, bytearray(1 << 22)
-    with path.open("rb", buffering=0) as fh:
-        while size := fh.readinto(block):
-            count += block.count(b"\n", 0, size)
-    return count
-
-
-def _footer(fh: Any, path: Path) -> tuple[int, bytes]:
-    """A Parquet file's footer (the Thrift-encoded FileMetaData) and where it starts."""
-    fh.seek(-8, os.SEEK_END)
-    tail = fh.read(8)
-    if tail[4:] != b"PAR1":
-        raise CurateError(f"{path}: not a Parquet file (no PAR1 footer)")
-    length = int.from_bytes(tail[:4], "little")
-    start = fh.seek(-8 - length, os.SEEK_END)
-    return start, fh.read(length)
-
-
-def parquet_rows(path: Path) -> int:
-    """The row count in a Parquet file's footer: FileMetaData field 3 (Thrift compact protocol), after fields 1-2."""
-    with path.open("rb") as fh:
-        footer = _footer(fh, path)[1]
-    reader = _Thrift(footer)
-    last = 0
-    while (header := reader.byte()) != 0:
-        delta, kind = header >> 4, header & 0x0F
-        field = last + delta if delta else reader.zigzag()
-        if field == 3 and kind == 6:
-            return reader.zigzag()
-        reader.skip(kind)
-        last = field
-    raise CurateError(f"{path}: the Parquet footer has no row count")
-
-
-class _Thrift:
-    """Just enough of Thrift's compact protocol to step over fields of a Parquet footer."""
-
-    def __init__(self, data: bytes) -> None:
-        self.data, self.pos = data, 0
-
-    def byte(self) -> int:
-        self.pos += 1
-        return self.data[self.pos - 1]
-
-    def varint(self) -> int:
-        value = shift = 0
-        while True:
-            b = self.byte()
-            value |= (b & 0x7F) << shift
-            shift += 7
-            if b < 0x80:
-                return value
-
-    def zigzag(self) -> int:
-        n = self.varint()
-        return (n >> 1) ^ -(n & 1)
-
-    def skip(self, kind: int) -> None:
-        if kind in (1, 2):  # booleans live in the field header
-            return
-        if kind == 3:
-            self.pos += 1
-        elif kind in (4, 5, 6):
-            self.varint()
-        elif kind == 7:
-            self.pos += 8
-        elif kind == 8:
-            size = self.varint()  # read first: `self.pos += self.varint()` would add to the position before the length
-            self.pos += size
-        elif kind in (9, 10):
-            header = self.byte()
-            size = header >> 4 if header >> 4 != 15 else self.varint()
-            for _ in range(size):
-                self.pos += 1 if header & 0x0F in (1, 2) else 0
-                if header & 0x0F not in (1, 2):
-                    self.skip(header & 0x0F)
-        elif kind == 11:
-            size = self.varint()
-            types = self.byte() if size else 0
-            for _ in range(size):
-                self.skip(types >> 4)
-                self.skip(types & 0x0F)
-        elif kind == 12:
-            while (header := self.byte()) != 0:
-                if not header >> 4:
-                    self.zigzag()
-                self.skip(header & 0x0F)
-        else:
-            raise ValueError(f"unknown Thrift type {kind}")
-
-
-def fill_footer(path: Path, marker: bytes, key: str, value: str) -> None:
-    """Write `value` into the footer space a Parquet file reserved for `key` (a string starting with `marker`)."""
-    with path.open("r+b") as fh:
-        start, footer = _footer(fh, path)
-        at = footer.find(marker)
-        data = value.encode()
-        if at >= 0 and footer.find(marker, at + 1) < 0 and len(data) <= LINEAGE_RESERVE:
-            fh.seek(start + at)
-            fh.write(data.ljust(LINEAGE_RESERVE))
-            return
-    _rewrite_with_metadata(path, key, value)  # a lineage longer than the room kept for it: rewrite the file (rare)
-
-
-def _rewrite_with_metadata(path: Path, key: str, value: str) -> None:
-    import pyarrow.parquet as pq
-
-    table = pq.read_table(path)
-    meta = {**(table.schema.metadata or {}), key.encode(): value.encode()}
-    pq.write_table(table.replace_schema_metadata(meta), path, compression="zstd", row_group_size=ROW_GROUP_ROWS)
 
 
 def _make_sink(fmt: str, tmp: Path, *, target: Path, split: str, card: str | CardFn | None, card_meta: dict | None, shard_bytes: int) -> Any:
@@ -603,7 +453,7 @@ def execute(
             sink.write(df)
 
         try:
-            if isinstance(sink, NativeSink):
+            if isinstance(sink, (NativeSink, HubSink)):
                 values = pl.collect_all([sink.plan(lazy), *stats])[1:]
                 distinct = sink.written(track)
             else:

@@ -69,6 +69,14 @@ def test_shards_split_by_size(tmp_path):
     assert n == 3000 and len(files) > 1 and files[0] == f"train-00000-of-{len(files):05d}.parquet"
     back = datasets.load_dataset(str(tmp_path / "h"), split="train")
     assert back["prompt"] == frame.collect()["prompt"].to_list()  # order kept across shards
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    shards = sorted((tmp_path / "h" / "data").iterdir())
+    assert {str(pq.read_schema(f).remove_metadata()) for f in shards} == {str(pa.schema({"prompt": pa.string(), "response": pa.string()}))}
+    lineages = [json.loads(pq.read_metadata(f).metadata[b"curate"]) for f in shards]
+    assert lineages[:-1] == [{"sources": [], "steps": []}] * (len(shards) - 1)  # the lineage is in the last shard's footer only
+    assert lineages[-1] == json.loads((tmp_path / "h" / "curate_lineage.json").read_text())
 
 
 def _hub_repo(folder: Path, with_card: bool) -> Path:

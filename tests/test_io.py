@@ -97,7 +97,7 @@ def test_parquet_row_count_from_the_footer(tmp_path):
     import pyarrow as pa
     import pyarrow.parquet as pq
 
-    from curate.sinks import parquet_rows
+    from curate.footer import num_rows as parquet_rows
 
     table = pa.table({"a": list(range(2500)), "s": [f"text {i}" * (i % 7) for i in range(2500)], "l": [[i, i + 1] for i in range(2500)]})
     pq.write_table(table.replace_schema_metadata({"k": "v" * 300}), tmp_path / "pa.parquet", row_group_size=1000)
