@@ -93,8 +93,17 @@ def _columns(node: Any) -> set[str]:
 
 
 def predicate_mask(predicate: str, schema: pl.Schema, *, allow_file_access: bool = False) -> pl.Expr:
-    """A Boolean expression: the DuckDB predicate evaluated per batch (null counts as false)."""
+    """A Boolean expression: the predicate (null counts as false), as a Polars expression when it is one whose
+    meaning is the same in both engines (`as_polars`), else DuckDB's evaluation per batch."""
     tree = parse_predicate(predicate, allow_file_access=allow_file_access)
+    native = as_polars(tree, schema)
+    if native is not None:
+        return native.fill_null(False)
+    return duckdb_mask(predicate, tree, schema, allow_file_access=allow_file_access)
+
+
+def duckdb_mask(predicate: str, tree: dict[str, Any], schema: pl.Schema, *, allow_file_access: bool = False) -> pl.Expr:
+    """The predicate evaluated by DuckDB on each batch Polars streams (zero-copy Arrow; null counts as false)."""
     used = [c for c in schema.names() if c in _columns(tree) or c.lower() in {n.lower() for n in _columns(tree)}]
     _check_binds(predicate, schema, used)
     sql = f"SELECT ({predicate}) AS m FROM batch"
@@ -126,3 +135,89 @@ def _check_binds(predicate: str, schema: pl.Schema, used: list[str]) -> None:
         raise CurateError(f"--where {predicate!r} is not a valid DuckDB predicate over this table: {exc}") from exc
     finally:
         con.unregister("batch")
+
+
+# --- the predicates Polars evaluates with DuckDB's meaning -------------------------------------------------------------
+
+_COMPARE = {
+    "COMPARE_EQUAL": lambda a, b: a == b, "COMPARE_NOTEQUAL": lambda a, b: a != b,
+    "COMPARE_LESSTHAN": lambda a, b: a < b, "COMPARE_GREATERTHAN": lambda a, b: a > b,
+    "COMPARE_LESSTHANOREQUALTO": lambda a, b: a <= b, "COMPARE_GREATERTHANOREQUALTO": lambda a, b: a >= b,
+}  # fmt: skip
+_ARITHMETIC = {"+": lambda a, b: a + b, "-": lambda a, b: a - b, "*": lambda a, b: a * b}
+_INTEGERS = (pl.Int8, pl.Int16, pl.Int32, pl.Int64, pl.UInt8, pl.UInt16, pl.UInt32)
+
+
+def as_polars(tree: dict[str, Any], schema: pl.Schema) -> pl.Expr | None:
+    """The parsed predicate as a Polars expression, or None when it steps outside what both engines mean alike.
+
+    Inside: columns (Float64, integers, Boolean, String), number and string literals, comparisons,
+    `+ - *` on Float64 (integer arithmetic overflows differently: DuckDB raises, Polars wraps), unary
+    minus, AND/OR/NOT (both use three-valued logic), IS [NOT] NULL. Both order NaN above every number
+    and equal to itself. Division (DuckDB gives NULL for x/0, Polars inf), functions, casts and the rest
+    go to DuckDB. `tests/test_select.py` checks the two agree on random tables and predicates.
+    """
+    typed = _typed(tree, schema)
+    return typed[0] if typed is not None and typed[1] == "bool" else None
+
+
+def _column(name: str, schema: pl.Schema) -> str | None:
+    if name in schema:
+        return name
+    matches = [c for c in schema.names() if c.lower() == name.lower()]  # unquoted SQL names ignore case
+    return matches[0] if len(matches) == 1 else None
+
+
+def _typed(node: dict[str, Any], schema: pl.Schema) -> tuple[pl.Expr, str] | None:
+    """(expression, kind) with kind one of float, int, bool, str, null; None outside the shared subset."""
+    cls, kind = node.get("class"), node.get("type")
+    if cls == "COLUMN_REF" and len(node["column_names"]) == 1:
+        name = _column(node["column_names"][0], schema)
+        dtype = schema.get(name) if name else None
+        found = {pl.Float64: "float", pl.Boolean: "bool", pl.String: "str"}.get(dtype) or ("int" if dtype in _INTEGERS else None)
+        return (pl.col(name), found) if found else None
+    if cls == "CONSTANT":
+        literal = node.get("literal", {})
+        text, what = literal.get("text"), literal.get("kind")
+        if what == "INTEGER" and text is not None and abs(int(text)) < 2**53:
+            return pl.lit(int(text), dtype=pl.Int64), "int"
+        if what == "NUMERIC" and text is not None:
+            return pl.lit(float(text), dtype=pl.Float64), "float"
+        if what == "STRING" and text is not None:
+            return pl.lit(text, dtype=pl.String), "str"
+        return None
+    if cls == "COMPARISON" and kind in _COMPARE:
+        left, right = _typed(node["left"], schema), _typed(node["right"], schema)
+        if left is None or right is None:
+            return None
+        numbers = {"float", "int"}
+        if not ((left[1] in numbers and right[1] in numbers) or left[1] == right[1] == "str" or left[1] == right[1] == "bool"):
+            return None
+        return _COMPARE[kind](left[0], right[0]), "bool"
+    if cls == "FUNCTION" and node.get("is_operator") and node.get("function_name") in _ARITHMETIC and not node.get("distinct"):
+        args = [_typed(a["expression"], schema) for a in node.get("arguments", [])]
+        if any(a is None for a in args) or not args or any(a[1] not in ("float", "int") for a in args):
+            return None
+        if len(args) == 1 and node["function_name"] == "-" and args[0][1] == "float":
+            return -args[0][0], "float"
+        columns = [a for a in args if a[1] == "float"]
+        if len(args) != 2 or not columns:  # an arithmetic between integers only stays with DuckDB
+            return None
+        return _ARITHMETIC[node["function_name"]](args[0][0].cast(pl.Float64), args[1][0].cast(pl.Float64)), "float"
+    if cls == "CONJUNCTION" and kind in ("CONJUNCTION_AND", "CONJUNCTION_OR"):
+        parts = [_typed(c, schema) for c in node.get("children", [])]
+        if any(p is None or p[1] != "bool" for p in parts) or len(parts) < 2:
+            return None
+        out = parts[0][0]
+        for p in parts[1:]:
+            out = (out & p[0]) if kind == "CONJUNCTION_AND" else (out | p[0])
+        return out, "bool"
+    if cls == "OPERATOR" and kind in ("OPERATOR_NOT", "OPERATOR_IS_NULL", "OPERATOR_IS_NOT_NULL") and len(node.get("children", [])) == 1:
+        child = _typed(node["children"][0], schema)
+        if child is None:
+            return None
+        if kind == "OPERATOR_NOT":
+            return (~child[0], "bool") if child[1] == "bool" else None
+        return (child[0].is_null() if kind == "OPERATOR_IS_NULL" else child[0].is_not_null()), "bool"
+    return None
+
