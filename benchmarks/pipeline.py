@@ -114,11 +114,16 @@ POLARS = {
             worst.select("prompt_id", rejected="response", rejected_reward="reward"), on="prompt_id")
         out.filter(pl.col("chosen_reward") > pl.col("rejected_reward")).sort("row").drop("row").sink_parquet(OUT)""",
     "pairs all": """
-        s = pl.scan_parquet(SRC).with_row_index("row").select("prompt_id", "prompt", "row", "response", "reward")
-        c = s.rename({"response": "chosen", "reward": "chosen_reward", "row": "c_row"})
-        r = s.select("prompt_id", rejected="response", rejected_reward="reward", r_row="row")
-        out = c.join(r, on="prompt_id").filter(pl.col("chosen_reward") > pl.col("rejected_reward"))
-        out.sort("c_row", "r_row").drop("c_row", "r_row").sink_parquet(OUT)""",
+        s = pl.scan_parquet(SRC).with_row_index("row")
+        side = lambda r: {r: "response", f"{r}_model": "model", f"{r}_reward": "reward", f"{r}_correct": "correct", f"{r}_logps": "logp",
+                          f"ref_{r}_logps": "ref_logp", f"{r}_n_tokens": "n_tokens", f"{r}_answer": "answer", f"{r}_row": "row"}
+        c = s.select("prompt_id", "prompt", "gold", *[pl.col(v).alias(k) for k, v in side("chosen").items()])
+        r = s.select("prompt_id", *[pl.col(v).alias(k) for k, v in side("rejected").items()])
+        out = c.join(r, on="prompt_id").filter(pl.col("chosen_reward") > pl.col("rejected_reward")).sort("chosen_row", "rejected_row")
+        out = out.with_columns(pair_id=pl.concat_str("prompt_id", "chosen_row", "rejected_row", separator=":"), weight=pl.lit(1.0))
+        out.select("prompt_id", "prompt", "chosen", "rejected", "chosen_model", "rejected_model", "chosen_reward", "rejected_reward",
+                   "chosen_correct", "rejected_correct", "pair_id", "chosen_logps", "rejected_logps", "ref_chosen_logps", "ref_rejected_logps",
+                   "chosen_n_tokens", "rejected_n_tokens", "weight", "chosen_answer", "gold", "rejected_answer").sink_parquet(OUT)""",
     "pairs best-of-n2": """
         import numpy as np
         from rapidfuzz.distance import Levenshtein
@@ -177,7 +182,11 @@ DUCKDB = {
         FROM b JOIN w USING (prompt_id) WHERE b.reward > w.reward ORDER BY b.row""",
     "pairs all": """
         WITH s AS (SELECT *, row_number() OVER () - 1 AS row FROM read_parquet('SRC'))
-        SELECT c.prompt_id, c.prompt, c.response AS chosen, r.response AS rejected, c.reward AS chosen_reward, r.reward AS rejected_reward
+        SELECT c.prompt_id, c.prompt, c.response AS chosen, r.response AS rejected, c.model AS chosen_model, r.model AS rejected_model,
+          c.reward AS chosen_reward, r.reward AS rejected_reward, c.correct AS chosen_correct, r.correct AS rejected_correct,
+          concat_ws(':', c.prompt_id, c.row, r.row) AS pair_id, c.logp AS chosen_logps, r.logp AS rejected_logps,
+          c.ref_logp AS ref_chosen_logps, r.ref_logp AS ref_rejected_logps, c.n_tokens AS chosen_n_tokens, r.n_tokens AS rejected_n_tokens,
+          1.0::DOUBLE AS weight, c.answer AS chosen_answer, c.gold, r.answer AS rejected_answer
         FROM s c JOIN s r ON c.prompt_id = r.prompt_id AND c.reward > r.reward ORDER BY c.row, r.row""",
     "score difficulty --per-prompt": """
         WITH s AS (SELECT *, row_number() OVER () - 1 AS row FROM read_parquet('SRC')),
@@ -252,7 +261,7 @@ def duckdb_cmd(sql: str, src: Path, out: Path) -> list[str]:
 
 
 CHECKSUM = {"pairs correct-vs-incorrect": ["weight"], "pairs best-vs-worst": ["chosen_reward", "rejected_reward"],
-            "pairs all": ["chosen_reward", "rejected_reward"], "pairs best-of-n2": ["chosen_reward", "rejected_reward"],
+            "pairs all": ["chosen_reward", "rejected_reward", "chosen_logps", "ref_rejected_logps", "weight"], "pairs best-of-n2": ["chosen_reward", "rejected_reward"],
             "score difficulty --per-prompt": ["difficulty_weight"], "score alignment_potential": ["alignment_potential"],
             "select --where": ["chosen_reward"], "select --top 0.4": ["chosen_reward"], "sql group-by": ["mean_reward"],
             "export TRL jsonl": ["weight"], "export hf": ["chosen_reward"]}  # fmt: skip
