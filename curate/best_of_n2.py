@@ -1,11 +1,16 @@
 """Best-of-N² pairing by DCRM, exact, computing few of the N(N−1)/2 edit distances (DCRM, arXiv 2506.14157; FORMULAS A2).
 
-DCRM = (σ(Δr) − 0.5) / (d + d_p + ε), and an edit distance is at least the difference of the lengths,
-d ≥ |ℓ(a) − ℓ(b)| (in the distance's unit). So UB = (σ(Δr) − 0.5) / (|ℓ(a) − ℓ(b)| + d_p + ε) bounds a
-pair's DCRM from above. Per prompt, the pairs with the largest bounds are scored first; their k-th best
-DCRM is a threshold no pair below it can reach: pairs whose bound is under it are never scored, and the
-others are scored with a rapidfuzz `score_cutoff` (the largest distance that could still reach it),
-which stops early on hopeless pairs. The result equals the exhaustive ranking exactly, ties included
+DCRM = (σ(Δr) − 0.5) / (d + d_p + ε), and an edit distance has a lower bound L ≤ d that is cheap to
+compute, so UB = (σ(Δr) − 0.5) / (L + d_p + ε) bounds a pair's DCRM from above. L counts symbols
+(words, tokens or characters, in the distance's unit) grouped into 64 buckets: with h(a) the bucket
+counts of a, L = max(Σ (h(a) − h(b))⁺, Σ (h(b) − h(a))⁺). One edit (a substitution, insertion or
+deletion) lowers each of the two sums by at most one, so d ≥ L; and L ≥ |ℓ(a) − ℓ(b)|, the lengths'
+difference (the two sums differ by exactly that).
+
+Per prompt, the pairs with the largest bounds are scored first; their k-th best DCRM is a threshold
+no pair below it can reach: pairs whose bound is under it are never scored, and the others are scored
+with a rapidfuzz `score_cutoff` (the largest distance that could still reach it), which stops early on
+hopeless pairs. The result equals the exhaustive ranking exactly, ties included
 (same formula, same tie-breaks; tested against it), because a bound is never below the true value in
 floating point either. Identical texts (distance 0) are counted and skipped without a distance.
 
@@ -83,6 +88,29 @@ def top_k_by_dcrm(graded: pl.DataFrame, k: int, *, epsilon: float = 1.0, prob_di
             advance(min(chunk_prompts, n_prompts - start + 1))
     schema = {KEY: pl.String, C_ROW: pl.Int64, R_ROW: pl.Int64, "__rank": pl.Int64, "edit_distance": pl.Int64, "dcrm": pl.Float64}
     out.selected = pl.concat(parts) if parts else pl.DataFrame(schema=schema)
+    return out
+
+
+HISTOGRAM_BUCKETS = 64
+_PAIRS_PER_BATCH = 262_144  # pairs whose bucket counts are compared at once (memory: batch x buckets x 2 bytes, twice)
+
+
+def histograms(encoded: np.ndarray, lengths: np.ndarray) -> np.ndarray:
+    """Per encoded text, how many of its symbols fall in each of HISTOGRAM_BUCKETS buckets (symbol code point mod HISTOGRAM_BUCKETS)."""
+    flat = np.frombuffer("".join(encoded.tolist()).encode("utf-32-le"), dtype="<u4") if len(encoded) else np.zeros(0, "<u4")
+    owner = np.repeat(np.arange(len(encoded), dtype=np.int64), lengths)
+    counts = np.bincount(owner * HISTOGRAM_BUCKETS + (flat % HISTOGRAM_BUCKETS), minlength=len(encoded) * HISTOGRAM_BUCKETS)
+    # int16 halves the memory the pairs' differences move (a bucket count fits while a text is under 32,768 symbols)
+    return counts.reshape(len(encoded), HISTOGRAM_BUCKETS).astype(np.int16 if len(lengths) == 0 or lengths.max() < 2**15 else np.int32)
+
+
+def distance_lower_bound(hist: np.ndarray, a: np.ndarray, b: np.ndarray) -> np.ndarray:
+    """L(a, b) = max(Σ (h(a) − h(b))⁺, Σ (h(b) − h(a))⁺) for each pair (a[i], b[i]): at most their edit distance."""
+    out = np.empty(len(a), dtype=np.int64)
+    for start in range(0, len(a), _PAIRS_PER_BATCH):
+        diff = hist[a[start : start + _PAIRS_PER_BATCH]] - hist[b[start : start + _PAIRS_PER_BATCH]]
+        more = np.maximum(diff, 0).sum(axis=1, dtype=np.int64)
+        out[start : start + len(diff)] = np.maximum(more, more - diff.sum(axis=1, dtype=np.int64))  # Σ(h(b) − h(a))⁺ = Σ(h(a) − h(b))⁺ − Σ(h(a) − h(b))
     return out
 
 
@@ -164,8 +192,9 @@ def _chunk(df: pl.DataFrame, k: int, *, unit: str, use_prob: bool, has_ref: bool
     stats.null += counts["null"]
     stats.identical += counts["identical"]
     cand = cand.filter(~null & ~identical)
-    bound = dcrm_expr((pl.col("len") - pl.col("len_r")).abs(), pl.col("d_prob"), epsilon)
-    cand = cand.with_columns(bound.alias("bound"))
+    lower = distance_lower_bound(histograms(encoded, lengths), cand["i"].to_numpy(), cand["i_r"].to_numpy())
+    bound = dcrm_expr(pl.col("lower"), pl.col("d_prob"), epsilon)
+    cand = cand.with_columns(pl.Series("lower", lower)).with_columns(bound.alias("bound")).drop("lower")
     by_bound = pl.int_range(pl.len()).over(KEY, order_by=[-pl.col("bound"), pl.col("i"), pl.col("i_r")])
     cand = cand.with_columns(by_bound.alias("bound_rank"))
 

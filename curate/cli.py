@@ -1,4 +1,4 @@
-"""The `curate` command line (SPEC §4–6): ingest, pairs, triplets, rank, select, sql, export, scorers, demo.
+"""The `curate` command line: ingest, pairs, triplets, rank, select, sql, export, scorers, demo.
 
 Heavy modules (polars, duckdb) are imported inside the commands so `curate --help` stays fast.
 """
@@ -429,7 +429,7 @@ def train(
     warmup_ratio: Annotated[Optional[float], typer.Option()] = None,
     max_length: Annotated[Optional[int], typer.Option()] = None,
     max_prompt_length: Annotated[Optional[int], typer.Option()] = None,
-    weight_mode: Annotated[Optional[str], typer.Option(help="loss: w·l(x); logits: l(w·x) (seed 000's reading).")] = None,
+    weight_mode: Annotated[Optional[str], typer.Option(help="loss: w·l(x); logits: l(w·x) (the reading of Plug-and-Play Training Framework for Preference Optimization, arXiv 2412.20996).")] = None,
     reduction: Annotated[Optional[str], typer.Option(help="mean: Σw·l/N; normalized: Σw·l/Σw (over the global batch).")] = None,
     no_weights: Annotated[bool, typer.Option("--no-weights", help="Ignore the data's weight column.")] = False,
     allow_negative_weights: Annotated[bool, typer.Option("--allow-negative-weights", help="Accept negative weights (refused by default).")] = False,
@@ -776,7 +776,7 @@ def augment(
     engine: Engine = "auto",
     fmt: Format = None,
 ) -> None:
-    """Write new prompts few-shot from seed prompts (Multi-DPO's augmentation, seed 004), deduplicated."""
+    """Write new prompts few-shot from seed prompts (Multi-DPO's augmentation, arXiv 2412.07812), deduplicated."""
     with guarded():
         import polars as pl
 

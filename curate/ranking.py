@@ -1,4 +1,4 @@
-"""Ranked multi-response lists for Multi-DPO (seed 004, arXiv 2412.07812; FORMULAS B)."""
+"""Ranked multi-response lists for Multi-DPO (arXiv 2412.07812; FORMULAS B)."""
 
 from __future__ import annotations
 

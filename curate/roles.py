@@ -1,4 +1,4 @@
-"""Renaming sample columns to the per-response columns of `pairs`/`triplets` (SPEC §2.2–2.3).
+"""Renaming sample columns to the per-response columns of `pairs`/`triplets`.
 
 A response plays a role (`chosen`, `rejected`, `chosen_target`): `response` becomes the role's name,
 `logp` becomes `{role}_logps`, `ref_logp` becomes `ref_{role}_logps` (TRL's names), and every other
@@ -17,7 +17,7 @@ PROMPT_ORDER = "__prompt_order"  # internal: first row number of the prompt (out
 KEY = "prompt_id"
 _ALWAYS_SHARED = ("prompt", "gold", PROMPT_ORDER)
 
-# SPEC §2.2 column order; scorer and extra columns follow.
+# the pairs' column order; scorer and extra columns follow.
 PAIR_ORDER = (
     "prompt_id", "prompt", "chosen", "rejected", "chosen_model", "rejected_model", "chosen_reward",
     "rejected_reward", "chosen_correct", "rejected_correct", "pair_id", "chosen_logps", "rejected_logps",

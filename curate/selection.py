@@ -1,4 +1,4 @@
-"""Selection and weights (SPEC §4): `--where` (a DuckDB predicate), `--top`/`--top-k` by a column, `--weight`."""
+"""Selection and weights: `--where` (a DuckDB predicate), `--top`/`--top-k` by a column, `--weight`."""
 
 from __future__ import annotations
 

@@ -1,4 +1,4 @@
-"""SQL over curate tables with DuckDB (SPEC §5): views `samples`, `pairs`, `triplets`, `ranked` plus scorer macros."""
+"""SQL over curate tables with DuckDB: views `samples`, `pairs`, `triplets`, `ranked` plus scorer macros."""
 
 from __future__ import annotations
 

@@ -1,4 +1,4 @@
-"""WRPO triplets (seed 002, arXiv 2412.03187; FORMULAS B): best source response, best and worst target response."""
+"""WRPO triplets (Weighted-Reward Preference Optimization, arXiv 2412.03187; FORMULAS B): best source response, best and worst target response."""
 
 from __future__ import annotations
 

@@ -1,4 +1,4 @@
-"""The Scorer protocol, the registry, and `score()` (SPEC §3).
+"""The Scorer protocol, the registry, and `score()`.
 
 A scorer adds its `produces` columns to a LazyFrame and keeps every row. Built-ins register with
 `@register("name")`; third-party packages expose Scorer subclasses in the entry-point group

@@ -1,4 +1,4 @@
-"""`sample_delta` and `generator_delta`: Decomposing the Delta (seed 001, arXiv 2604.08723; FORMULAS A7) [reconstruction]."""
+"""`sample_delta` and `generator_delta`: Decomposing the Delta (arXiv 2604.08723; FORMULAS A7) [reconstruction]."""
 
 from __future__ import annotations
 

@@ -1,4 +1,4 @@
-"""`difficulty`: per-prompt weights from multiple sampling (seed 000, arXiv 2412.20996; FORMULAS A1)."""
+"""`difficulty`: per-prompt weights from multiple sampling (Plug-and-Play Training Framework for Preference Optimization, arXiv 2412.20996; FORMULAS A1)."""
 
 from __future__ import annotations
 
@@ -17,7 +17,7 @@ class DifficultyParams:
 
 
 def difficulty_weight(n: pl.Expr, p_c: pl.Expr, p_e: pl.Expr, alpha: float, epsilon: float) -> pl.Expr:
-    """w = 1 + α·P_e/N if P_c = 0, else max(1, 1 + α·P_e/P_c + ε/N) (seed 000; FORMULAS A1)."""
+    """w = 1 + α·P_e/N if P_c = 0, else max(1, 1 + α·P_e/P_c + ε/N): the difficulty weight of multiple sampling (arXiv 2412.20996)."""
     n, p_c, p_e = n.cast(pl.Float64), p_c.cast(pl.Float64), p_e.cast(pl.Float64)
     w = (
         pl.when(n == 0)

@@ -42,8 +42,8 @@ def test_scores_far_fewer_pairs_than_it_has(monkeypatch):
     monkeypatch.setattr(bon, "top_k_by_dcrm", spy)
     curate.pairs(curate.read(ARENA, drop_invalid=True)).collect()
     (top,) = seen
-    # the length bound skips half of the arena pairs; the cutoff stops most of the others early
-    assert top.scored < 0.6 * top.candidates and top.exact < 0.25 * top.candidates
+    # the bucket bound skips about 70% of the arena pairs (the lengths' difference alone: half); the cutoff stops most of the rest early
+    assert top.scored < 0.4 * top.candidates and top.exact < 0.2 * top.candidates
 
 
 texts = st.lists(st.sampled_from(["a", "b", "c", "a b", "b a", "a a b", "c b a a", "a  b", "x y z w"]), min_size=1, max_size=7)
@@ -78,3 +78,22 @@ def test_token_unit_and_missing_token_ids_are_counted():
     assert fs.dropped["pairs whose `dcrm` is null (a response without token_ids or a reference log-prob)"] == 4
     assert fast["prompt_id"].to_list() == ["A"] and fs.dropped["prompts left without a pair (fewer than two distinct graded rewards, or only identical or unscorable responses)"] == 1
     assert ss.dropped == fs.dropped
+
+
+@settings(max_examples=200, deadline=None)
+@given(st.lists(st.lists(st.integers(0, 300), max_size=40), min_size=2, max_size=8))
+def test_the_bucket_bound_never_exceeds_the_edit_distance(sequences):
+    """L(a, b) ≤ Levenshtein(a, b) (rapidfuzz, on the same symbols) and L ≥ the lengths' difference, for every pair."""
+    import numpy as np
+    from rapidfuzz.distance import Levenshtein
+
+    from curate.best_of_n2 import distance_lower_bound, histograms
+
+    encoded = np.empty(len(sequences), dtype=object)
+    encoded[:] = ["".join(chr(0x100 + v) for v in seq) for seq in sequences]
+    lengths = np.array([len(seq) for seq in sequences], dtype=np.int64)
+    n = len(sequences)
+    a, b = np.repeat(np.arange(n), n), np.tile(np.arange(n), n)
+    lower = distance_lower_bound(histograms(encoded, lengths), a, b)
+    for i, j, low in zip(a, b, lower, strict=True):
+        assert abs(len(sequences[i]) - len(sequences[j])) <= low <= Levenshtein.distance(sequences[i], sequences[j])

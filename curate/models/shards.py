@@ -1,4 +1,4 @@
-"""Sharded, resumable execution of a model stage over a table (SPEC §7).
+"""Sharded, resumable execution of a model stage over a table.
 
 The input rows are cut into fixed shards; each finished shard is written atomically to
 `OUT.shards/shard-NNNNN.parquet` (with its drop counts beside it), so a crashed run restarted with

@@ -1,4 +1,4 @@
-"""The model-backed stages of SPEC §7 as batch functions over one shard of rows.
+"""The model-backed stages as batch functions over one shard of rows.
 
 Each `*_shard` function takes a DataFrame shard and returns it with the stage's columns added (or, for
 `sample`, the new rows). A `Stage` names the function that loads a stage's model and returns its shard

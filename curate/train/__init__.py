@@ -1,4 +1,4 @@
-"""The bundled weighted-loss preference trainer (SPEC §8). Importing this package imports torch."""
+"""The bundled weighted-loss preference trainer. Importing this package imports torch."""
 
 from curate.train.config import TrainConfig
 from curate.train.losses import LOSSES, LossOutput

@@ -1,4 +1,4 @@
-"""Trainer configuration (SPEC §8): one dataclass, loadable from YAML, with the CLI's defaults."""
+"""Trainer configuration: one dataclass, loadable from YAML, with the CLI's defaults."""
 
 from __future__ import annotations
 

@@ -3,7 +3,7 @@
 Every loss takes [B] tensors of summed sequence log-probs (and token counts) by keyword and returns
 `LossOutput(losses, chosen_rewards, rejected_rewards)` with the *unweighted* per-sample loss [B]; the
 trainer applies the sample weights (`weight_mode="loss"`). `logit_weights` is the per-sample weight for
-`weight_mode="logits"` [reconstruction of seed 000]: it scales the preference logit inside the loss.
+`weight_mode="logits"` [a reconstruction of arXiv 2412.20996]: it scales the preference logit inside the loss.
 Notation as in FORMULAS.md: u(y) = logp(y) − ref(y), h = u(y_w) − u(y_l), avg(y) = logp(y)/n(y).
 """
 
@@ -153,7 +153,7 @@ def dpop(
 
 
 def wrpo_alpha(alpha: float, step: int | None, total_steps: int | None, schedule: str = "linear") -> float:
-    """α_t = α·min(1, step/T) (`linear`), or α (`constant`) (seed 002; FORMULAS C5)."""
+    """α_t = α·min(1, step/T) (`linear`), or α (`constant`) (WRPO, arXiv 2412.03187; FORMULAS C5)."""
     if schedule == "constant" or step is None or not total_steps:
         return alpha
     return alpha * min(1.0, step / total_steps)
@@ -181,7 +181,7 @@ def wrpo(
     label_smoothing: float = 0.0,
     logit_weights: Tensor | None = None,
 ) -> LossOutput:
-    """WRPO (seed 002; FORMULAS C5): −log σ(β·(α_t·u(y_ws) + (1−α_t)·u(y_wt) − u(y_l))).
+    """WRPO (WRPO, arXiv 2412.03187; FORMULAS C5): −log σ(β·(α_t·u(y_ws) + (1−α_t)·u(y_wt) − u(y_l))).
 
     `chosen` is y_ws (best source response), `chosen_target` y_wt, `rejected` y_l. `wrpo_base="simpo"`
     / `"ipo"` [reconstruction] mixes the chosen terms the same way inside the SimPO / IPO loss.
@@ -225,7 +225,7 @@ def multi_dpo(
     logit_weights: Tensor | None = None,
     **_: object,
 ) -> LossOutput:
-    """Multi-DPO (seed 004; FORMULAS C6) [reconstruction]: Σ_{i<j} w_ij·dpo(y_i, y_j) / Σ w_ij over a ranked list.
+    """Multi-DPO (arXiv 2412.07812; FORMULAS C6) [reconstruction]: Σ_{i<j} w_ij·dpo(y_i, y_j) / Σ w_ij over a ranked list.
 
     Tensors are [B, K], best first; `mask` marks the real entries. `pair_weighting`: uniform (w=1),
     rank_gap (j − i) or reward_gap (r_i − r_j, needs `rewards`). Equals `dpo` when K = 2.

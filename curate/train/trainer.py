@@ -1,4 +1,4 @@
-"""The weighted-loss preference trainer (SPEC §8): AdamW, warmup + schedule, accumulation, clipping,
+"""The weighted-loss preference trainer: AdamW, warmup + schedule, accumulation, clipping,
 checkpoints with exact resume, metrics.jsonl, DDP/FSDP through torchrun.
 
 Weights are applied over the *global* batch: every micro-batch contributes Σ_i w_i·l_i / D, with
