@@ -2,6 +2,7 @@
 
     python benchmarks/pipeline.py                         # 10k and 50k prompts x 16 (best-of-n2 and `all` at 10k)
     python benchmarks/pipeline.py --prompts 10000 50000 200000 --big-join-max 50000
+    python benchmarks/pipeline.py --prompts 200000 --repeat 3            # each method's fastest of 3 runs, in turn
 
 For each size it writes a synthetic samples file (seeded; per prompt a base answer of ~150 words
 (lognormal lengths) and 16 responses that keep a random prefix of it, change 10% of the words and
@@ -22,6 +23,7 @@ import argparse
 import json
 import os
 import resource
+import shutil
 import subprocess
 import sys
 import tempfile
@@ -280,7 +282,7 @@ def summary(path: Path, job: str) -> tuple[int, float | None]:
     return row[0], round(sum(v or 0.0 for v in row[1:]), 3) if cols else None
 
 
-def run_size(prompts: int, big_join_max: int, tmp: Path, only: set[str] | None) -> list[dict]:
+def run_size(prompts: int, big_join_max: int, tmp: Path, only: set[str] | None, repeat: int = 1) -> list[dict]:
     samples = tmp / f"samples_{prompts}.parquet"
     t0 = time.perf_counter()
     # made in a child process: a large parent would inflate every child's peak RSS (fork copies the page tables)
@@ -310,18 +312,23 @@ def run_size(prompts: int, big_join_max: int, tmp: Path, only: set[str] | None) 
         ext = ".jsonl" if "jsonl" in job else ("" if job == "export hf" else ".parquet")
         result = {"job": job, "prompts": n}
         outs = {}
-        for method in ("curate", "polars", "duckdb"):
-            out = tmp / f"{method}_{job.replace(' ', '_').replace('-', '')}{ext}"
-            if method == "curate":
-                cmd = [*CURATE, *curate_args(job, src, out)]
-            elif method == "polars":
-                cmd = script_cmd(POLARS[job], src, out)
-            elif job in DUCKDB:
-                cmd = duckdb_cmd(DUCKDB[job], src, out)
-            else:
-                continue
-            result[method], result[f"{method}_rss"] = timed(cmd)
-            outs[method] = summary(out, job)
+        for _ in range(repeat):  # round robin: a slow spell of the machine hits every method alike; each keeps its fastest run
+            for method in ("curate", "polars", "duckdb"):
+                out = tmp / f"{method}_{job.replace(' ', '_').replace('-', '')}{ext}"
+                if method == "curate":
+                    cmd = [*CURATE, *curate_args(job, src, out)]
+                elif method == "polars":
+                    cmd = script_cmd(POLARS[job], src, out)
+                elif job in DUCKDB:
+                    cmd = duckdb_cmd(DUCKDB[job], src, out)
+                else:
+                    continue
+                if out.exists():  # each run writes a new file, as the first does
+                    shutil.rmtree(out) if out.is_dir() else out.unlink()
+                seconds, mb = timed(cmd)
+                result[method] = min(seconds, result.get(method, seconds))
+                result[f"{method}_rss"] = max(mb, result.get(f"{method}_rss", mb))
+                outs[method] = summary(out, job)
         counts = {m: s[0] for m, s in outs.items()}
         result["agree"] = len(set(counts.values())) == 1
         sums = {m: s[1] for m, s in outs.items() if s[1] is not None}
@@ -341,6 +348,7 @@ def main() -> None:
     ap.add_argument("--big-join-max", type=int, default=10_000, help="prompts for best-of-n2, `all` and alignment potential (N² pairs)")
     ap.add_argument("--jobs", nargs="*", help="only these jobs (names as printed)")
     ap.add_argument("--json", type=Path, help="also write the results here")
+    ap.add_argument("--repeat", type=int, default=1, help="runs per method and job, in turn; the table keeps each one's fastest (and its largest RSS)")
     ap.add_argument("--make", nargs=2, help=argparse.SUPPRESS)
     a = ap.parse_args()
     if a.make:
@@ -351,7 +359,7 @@ def main() -> None:
     results = []
     with tempfile.TemporaryDirectory() as tmp:
         for prompts in a.prompts:
-            results += run_size(prompts, a.big_join_max, Path(tmp), set(a.jobs) if a.jobs else None)
+            results += run_size(prompts, a.big_join_max, Path(tmp), set(a.jobs) if a.jobs else None, a.repeat)
     if a.json:
         a.json.write_text(json.dumps(results, indent=2))
     print("\n| job | prompts | curate s | curate MB | polars s | polars MB | duckdb s | duckdb MB | curate / faster | outputs agree |")
