@@ -235,7 +235,7 @@ class NativeSink:
         pass
 
 
-LINEAGE_RESERVE = 16_384  # bytes kept in a Parquet footer for the lineage; a longer one rewrites the footer
+LINEAGE_RESERVE = 16_384  # bytes kept in a Parquet footer for the lineage; a longer one rewrites the file
 
 
 def _count_lines(path: Path) -> int:
@@ -328,13 +328,11 @@ def _split_parquet(src: Path, shards: list[Path], schema: pa.Schema, rows: int, 
                     break
                 if batch.num_rows > left:
                     batch, pending = batch.slice(0, left), batch.slice(left)
-                writer.write_table(pa_table(batch, schema), row_group_size=ROW_GROUP_ROWS)
+                writer.write_table(_cast_batch(batch, schema), row_group_size=ROW_GROUP_ROWS)
                 left -= batch.num_rows
-            if writer.is_open and i == 0 and rows == 0:
-                writer.write_table(schema.empty_table())
 
 
-def pa_table(batch: Any, schema: pa.Schema) -> pa.Table:
+def _cast_batch(batch: Any, schema: pa.Schema) -> pa.Table:
     import pyarrow as pa
 
     return pa.Table.from_batches([batch]).cast(schema)
