@@ -56,7 +56,7 @@ def pairs(
         out = finish(with_scores(_best_vs_worst(graded), None, scorer_params), PAIR_ORDER, [PROMPT_ORDER])
         reason = "prompts whose graded responses all have the same reward (or fewer than two are graded)"
     elif strategy == "all":
-        out = finish(with_scores(_oriented_pairs(graded), by, scorer_params), PAIR_ORDER, [PROMPT_ORDER, C_ROW, R_ROW])
+        out = finish(with_scores(_all_pairs(graded), by, scorer_params), PAIR_ORDER, sort_by=[])  # already in order
         reason = "prompts with fewer than two distinct graded rewards (no pair)"
     else:
         by = by or default_rank_column()
@@ -161,6 +161,27 @@ def _oriented_pairs(graded: pl.LazyFrame) -> pl.LazyFrame:
     chosen = as_role(graded, "chosen", keep_shared=True)
     rejected = as_role(graded, "rejected", keep_shared=False)
     return chosen.join(rejected, on=KEY, how="inner").filter(pl.col("chosen_reward") > pl.col("rejected_reward"))
+
+
+def _all_pairs(graded: pl.LazyFrame) -> pl.LazyFrame:
+    """Every oriented pair, in output order (prompts in input order, then chosen and rejected rows), built index first.
+
+    The pairs are formed and sorted on row numbers alone; the texts are joined on afterwards in that
+    order, so the sink streams them out (memory holds one copy of the samples, not every pair's texts).
+    """
+    narrow = graded.select(KEY, PROMPT_ORDER, ROW, "reward")
+    other = narrow.select(KEY, pl.col(ROW).alias(R_ROW), pl.col("reward").alias("__r_reward"))
+    index = (
+        narrow.join(other, on=KEY, how="inner")
+        .filter(pl.col("reward") > pl.col("__r_reward"))
+        .sort(PROMPT_ORDER, ROW, R_ROW)
+        .select(KEY, pl.col(ROW).alias(C_ROW), R_ROW)
+    )
+    chosen = as_role(graded, "chosen", keep_shared=True)
+    rejected = as_role(graded, "rejected", keep_shared=False)
+    out = index.join(chosen, on=[KEY, C_ROW], how="inner", maintain_order="left")
+    out = out.join(rejected, on=[KEY, R_ROW], how="inner", maintain_order="left")
+    return out.select(*chosen.collect_schema().names(), *[c for c in rejected.collect_schema().names() if c != KEY])
 
 
 def _best_vs_worst(graded: pl.LazyFrame) -> pl.LazyFrame:

@@ -96,12 +96,16 @@ def pair_id_expr(names: list[str]) -> pl.Expr | None:
 
 
 def finish(frame: pl.LazyFrame, order: tuple[str, ...], sort_by: list[str], descending: list[bool] | None = None) -> pl.LazyFrame:
-    """Sort explicitly (the streaming engine keeps no order), add `pair_id`, drop internal columns, put SPEC columns first."""
+    """Sort explicitly (the streaming engine keeps no order), add `pair_id`, drop internal columns, put SPEC columns first.
+
+    An empty `sort_by` is for a frame already in order (joins that keep the left side's order).
+    """
     names = frame.collect_schema().names()
     pid = pair_id_expr(names) if "pair_id" not in names else None
     if pid is not None:
         frame = frame.with_columns(pid)
-    frame = frame.sort(sort_by, descending=descending or False, maintain_order=True)
+    if sort_by:
+        frame = frame.sort(sort_by, descending=descending or False, maintain_order=True)
     names = [c for c in frame.collect_schema().names() if not c.startswith("__")]
     first = [c for c in order if c in names]
     return frame.select(first + [c for c in names if c not in first])

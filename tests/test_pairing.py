@@ -136,3 +136,26 @@ def test_all_pairs_match_brute_force(groups):
     assert (got["chosen_reward"] > got["rejected_reward"]).all()
     best = _pairs(df, strategy="best-of-n2", by="reward_margin")
     assert best.height == len({c.split("_")[0] for c, _ in expected})  # one pair per prompt that has any
+
+
+@settings(max_examples=60, deadline=None)
+@given(st.lists(st.tuples(st.integers(0, 3), st.one_of(st.none(), st.integers(0, 3).map(float))), min_size=1, max_size=14))
+def test_all_pairs_come_in_input_order(rows):
+    """Prompts interleaved in the input: prompts by first appearance, then the chosen row, then the rejected row."""
+    if all(r is None for _, r in rows):
+        return
+    df = pl.DataFrame(
+        {"prompt_id": [f"P{p}" for p, _ in rows], "response": [f"row{i}" for i in range(len(rows))], "reward": [r for _, r in rows]}
+    ).with_columns(prompt=pl.col("prompt_id"))
+    first = {}
+    for i, (p, _) in enumerate(rows):
+        first.setdefault(p, i)
+    expected = sorted(
+        (first[p], i, j)
+        for i, (p, a) in enumerate(rows)
+        for j, (q, b) in enumerate(rows)
+        if p == q and a is not None and b is not None and a > b
+    )
+    got = _pairs(df, strategy="all")
+    assert _ids(got) == [(f"row{i}", f"row{j}") for _, i, j in expected]
+    assert got["pair_id"].to_list() == [f"P{rows[i][0]}:{i}:{j}" for _, i, j in expected]
