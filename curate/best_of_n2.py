@@ -27,7 +27,7 @@ import polars as pl
 
 from curate.roles import KEY, PROMPT_ORDER, ROW
 from scorers.dcrm import dcrm_expr
-from scorers.edit_distance import encode_tokens, encode_words
+from scorers.edit_distance import as_strings, token_symbols, word_symbols
 from scorers.errors import CurateError, SchemaError
 from scorers.functions import sigmoid
 
@@ -92,48 +92,70 @@ def top_k_by_dcrm(graded: pl.DataFrame, k: int, *, epsilon: float = 1.0, prob_di
 
 
 HISTOGRAM_BUCKETS = 64
-_PAIRS_PER_BATCH = 262_144  # pairs whose bucket counts are compared at once (memory: batch x buckets x 2 bytes, twice)
+_PAIRS_PER_BATCH = 262_144  # pairs whose bucket counts are compared at once (memory: batch x buckets x 1-4 bytes, three times)
 
 
-def histograms(encoded: np.ndarray, lengths: np.ndarray) -> np.ndarray:
-    """Per encoded text, how many of its symbols fall in each of HISTOGRAM_BUCKETS buckets (symbol code point mod HISTOGRAM_BUCKETS)."""
-    flat = np.frombuffer("".join(encoded.tolist()).encode("utf-32-le"), dtype="<u4") if len(encoded) else np.zeros(0, "<u4")
-    owner = np.repeat(np.arange(len(encoded), dtype=np.int64), lengths)
-    counts = np.bincount(owner * HISTOGRAM_BUCKETS + (flat % HISTOGRAM_BUCKETS), minlength=len(encoded) * HISTOGRAM_BUCKETS)
-    # int16 halves the memory the pairs' differences move (a bucket count fits while a text is under 32,768 symbols)
-    return counts.reshape(len(encoded), HISTOGRAM_BUCKETS).astype(np.int16 if len(lengths) == 0 or lengths.max() < 2**15 else np.int32)
+def histograms(codes: np.ndarray, lengths: np.ndarray) -> np.ndarray:
+    """Per text, how many of its symbols fall in each of HISTOGRAM_BUCKETS buckets (code point mod HISTOGRAM_BUCKETS).
+
+    `codes` holds every text's symbols (code points) one after another, `lengths[i]` of them for text i.
+    """
+    # 32-bit keys while they fit (half the memory of the 64-bit ones: fresh pages are much of the cost here)
+    kind = np.uint32 if len(lengths) * HISTOGRAM_BUCKETS < 2**32 else np.uint64
+    owner = np.repeat(np.arange(len(lengths), dtype=kind), lengths)
+    owner *= kind(HISTOGRAM_BUCKETS)
+    owner += codes.astype(kind, copy=False) % kind(HISTOGRAM_BUCKETS)
+    counts = np.bincount(owner, minlength=len(lengths) * HISTOGRAM_BUCKETS)
+    most = counts.max() if counts.size else 0
+    # the narrowest type that holds the counts: the pairs' comparison moves batch x buckets of them
+    narrow = np.uint8 if most < 2**8 else np.uint16 if most < 2**16 else np.uint32
+    return counts.reshape(len(lengths), HISTOGRAM_BUCKETS).astype(narrow)
 
 
 def distance_lower_bound(hist: np.ndarray, a: np.ndarray, b: np.ndarray) -> np.ndarray:
-    """L(a, b) = max(Σ (h(a) − h(b))⁺, Σ (h(b) − h(a))⁺) for each pair (a[i], b[i]): at most their edit distance."""
-    out = np.empty(len(a), dtype=np.int64)
+    """L(a, b) = max(Σ (h(a) − h(b))⁺, Σ (h(b) − h(a))⁺) for each pair (a[i], b[i]): at most their edit distance.
+
+    Computed as max(ℓ(a), ℓ(b)) − Σ min(h(a), h(b)), since Σ (h(a) − h(b))⁺ = ℓ(a) − Σ min(h(a), h(b)).
+    """
+    total = hist.sum(axis=1, dtype=np.int64)
+    out = np.maximum(total[a], total[b])
     for start in range(0, len(a), _PAIRS_PER_BATCH):
-        diff = hist[a[start : start + _PAIRS_PER_BATCH]] - hist[b[start : start + _PAIRS_PER_BATCH]]
-        more = np.maximum(diff, 0).sum(axis=1, dtype=np.int64)
-        out[start : start + len(diff)] = np.maximum(more, more - diff.sum(axis=1, dtype=np.int64))  # Σ(h(b) − h(a))⁺ = Σ(h(a) − h(b))⁺ − Σ(h(a) − h(b))
+        common = np.minimum(hist[a[start : start + _PAIRS_PER_BATCH]], hist[b[start : start + _PAIRS_PER_BATCH]])
+        out[start : start + len(common)] -= common.sum(axis=1, dtype=np.int64)
     return out
 
 
-def _encode(df: pl.DataFrame, unit: str) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
-    """Per response: its encoded text (for rapidfuzz), its length, a key equal for equal encodings, and whether it is missing."""
+def _encode(df: pl.DataFrame, unit: str) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+    """Per response: its encoded text (for rapidfuzz), its length, a key equal for equal encodings, whether it is missing, its histogram."""
     if unit == "token":
         ids = df["token_ids"]
         missing = ids.is_null().to_numpy()
-        encoded = encode_tokens(ids.fill_null([]))
+        codes, lengths = token_symbols(ids.fill_null([]))
+        encoded = as_strings(codes, lengths)
+        return encoded, lengths, _hashes(encoded), missing, histograms(codes, lengths)
+    # each distinct text is encoded once: the rows take their text's encoding
+    texts = df["response"]
+    missing = texts.is_null().to_numpy()
+    text_ids = texts.fill_null("").cast(pl.Categorical(pl.Categories.random())).to_physical().to_numpy().astype(np.int64)
+    first = pl.Series(text_ids).is_first_distinct().to_numpy()
+    unique = texts.fill_null("").filter(pl.Series(first))
+    if unit == "char":
+        strings = np.empty(len(unique), dtype=object)
+        strings[:] = unique.to_list()
+        codes = np.frombuffer("".join(strings.tolist()).encode("utf-32-le"), dtype="<u4")
+        counts = unique.str.len_chars().to_numpy().astype(np.int64)
     else:
-        texts = df["response"]
-        missing = texts.is_null().to_numpy()
-        codes = texts.fill_null("").cast(pl.Categorical(pl.Categories.random())).to_physical().to_numpy().astype(np.int64)
-        first = pl.Series(codes).is_first_distinct().to_numpy()
-        unique = texts.fill_null("").filter(pl.Series(first))
-        uniq_encoded = np.empty(len(unique), dtype=object)
-        uniq_encoded[:] = unique.to_list() if unit == "char" else encode_words(unique)
-        position = np.zeros(codes.max() + 1 if len(codes) else 0, dtype=np.int64)
-        position[codes[first]] = np.arange(len(unique))
-        encoded = uniq_encoded[position[codes]]
-    lengths = np.fromiter((len(e) for e in encoded), dtype=np.int64, count=len(encoded))
-    same = np.fromiter((hash(e) for e in encoded), dtype=np.int64, count=len(encoded))  # equal texts, equal keys (checked below)
-    return encoded, lengths, same, missing
+        codes, counts = word_symbols(unique)
+        strings = as_strings(codes, counts)
+    position = np.zeros(text_ids.max() + 1 if len(text_ids) else 0, dtype=np.int64)
+    position[text_ids[first]] = np.arange(len(unique))
+    rows = position[text_ids]
+    return strings[rows], counts[rows], _hashes(strings)[rows], missing, histograms(codes, counts)[rows]
+
+
+def _hashes(encoded: np.ndarray) -> np.ndarray:
+    """A key per encoded text, equal for equal encodings (equal keys are compared in full before counting as identical)."""
+    return np.fromiter((hash(e) for e in encoded), dtype=np.int64, count=len(encoded))
 
 
 def _distances(encoded: np.ndarray, a: np.ndarray, b: np.ndarray, cutoff: int | None) -> np.ndarray:
@@ -166,57 +188,72 @@ def _score_wave(wave: pl.DataFrame, encoded: np.ndarray, epsilon: float, stats: 
     return out
 
 
+def candidate_pairs(prompt: np.ndarray, row: np.ndarray, reward: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Every (a, b) of one prompt's rows with reward[a] > reward[b], as indices, in (prompt, row[a], row[b]) order."""
+    order = np.lexsort((row, prompt))
+    starts = np.flatnonzero(np.r_[True, prompt[order][1:] != prompt[order][:-1]]) if len(order) else np.zeros(0, dtype=np.int64)
+    sizes = np.diff(np.r_[starts, len(order)])
+    per_group = sizes * sizes
+    # position of each (x, y) in its prompt's n x n grid, in row-major order
+    local = np.arange(per_group.sum(), dtype=np.int64) - np.repeat(np.cumsum(per_group) - per_group, per_group)
+    n = np.repeat(sizes, per_group)
+    x = local // n
+    base = np.repeat(starts, per_group)
+    a, b = order[base + x], order[base + local - x * n]
+    keep = reward[a] > reward[b]
+    return a[keep], b[keep]
+
+
 def _chunk(df: pl.DataFrame, k: int, *, unit: str, use_prob: bool, has_ref: bool, epsilon: float, stats: TopK) -> pl.DataFrame:
-    encoded, lengths, same, missing = _encode(df, unit)
-    cols = {KEY: df[KEY], "i": np.arange(df.height, dtype=np.int64), ROW: df[ROW], "reward": df["reward"], "len": lengths, "same": same,
-            "missing": missing}  # fmt: skip
+    encoded, lengths, same, missing, hist = _encode(df, unit)
+    prompt, row, reward = df["__p"].to_numpy(), df[ROW].to_numpy(), df["reward"].to_numpy()
+    a, b = candidate_pairs(prompt, row, reward)
+    stats.candidates += len(a)
     if has_ref:
-        cols["ref"] = df["ref_logp"]
-    side = pl.DataFrame(cols)
-    cand = side.join(side, on=KEY, how="inner", suffix="_r").filter(pl.col("reward") > pl.col("reward_r"))
-    ref_gap = (pl.col("ref") - pl.col("ref_r")).abs() if has_ref else pl.lit(None, dtype=pl.Float64)
-    cand = cand.with_columns((pl.col("reward") - pl.col("reward_r")).alias("reward_margin"), ref_gap.alias("ref_gap"))
+        ref = df["ref_logp"].cast(pl.Float64).to_numpy()  # nulls become NaN
+        gap = np.abs(ref[a] - ref[b])
+        ref_gap = pl.Series("ref_gap", gap, nan_to_null=True)
+    else:
+        ref_gap = pl.Series("ref_gap", [None] * len(a), dtype=pl.Float64)
+    no_text = missing[a] | missing[b]
+    maybe = np.flatnonzero(~no_text & (same[a] == same[b]))  # equal keys: the texts are compared to be sure
+    identical = np.zeros(len(a), dtype=bool)
+    identical[maybe] = [encoded[x] == encoded[y] for x, y in zip(a[maybe].tolist(), b[maybe].tolist(), strict=True)]
+    no_prob = ref_gap.is_null().to_numpy() if use_prob else np.zeros(len(a), dtype=bool)
+    null = ~identical & (no_text | no_prob)  # identical: distance 0, whatever d_prob is
+    stats.null += int(null.sum())
+    stats.identical += int(identical.sum())
+    live = np.flatnonzero(~null & ~identical)
+    a, b = a[live], b[live]
+    cand = pl.DataFrame({"__p": prompt[a], "i": a, "i_r": b, "reward_margin": reward[a] - reward[b], "ref_gap": ref_gap.gather(live),
+                         "len": lengths[a], "len_r": lengths[b], "lower": distance_lower_bound(hist, a, b)})  # fmt: skip
     cand = cand.with_columns((pl.col("ref_gap") if use_prob else pl.lit(0.0)).alias("d_prob"))
-    stats.candidates += cand.height
-    no_text = pl.col("missing") | pl.col("missing_r")
-    maybe = ~no_text & (pl.col("same") == pl.col("same_r"))  # equal hashes: the texts are compared to be sure
-    equal = cand.filter(maybe).select("i", "i_r")
-    truly = np.asarray([encoded[a] == encoded[b] for a, b in equal.iter_rows()], dtype=bool)
-    cand = cand.with_columns(maybe.alias("identical"))
-    if len(truly) and not truly.all():
-        false_hits = equal.filter(pl.Series(~truly)).with_columns(pl.lit(False).alias("__no"))
-        cand = cand.join(false_hits, on=["i", "i_r"], how="left").with_columns(pl.col("identical") & pl.col("__no").is_null()).drop("__no")
-    identical = pl.col("identical")  # distance 0, whatever d_prob is
-    null = ~identical & (no_text | pl.col("d_prob").is_null())
-    counts = cand.select(null.sum().alias("null"), identical.sum().alias("identical")).row(0, named=True)
-    stats.null += counts["null"]
-    stats.identical += counts["identical"]
-    cand = cand.filter(~null & ~identical)
-    lower = distance_lower_bound(histograms(encoded, lengths), cand["i"].to_numpy(), cand["i_r"].to_numpy())
     bound = dcrm_expr(pl.col("lower"), pl.col("d_prob"), epsilon)
-    cand = cand.with_columns(pl.Series("lower", lower)).with_columns(bound.alias("bound")).drop("lower")
-    by_bound = pl.int_range(pl.len()).over(KEY, order_by=[-pl.col("bound"), pl.col("i"), pl.col("i_r")])
+    cand = cand.with_columns(bound.alias("bound")).drop("lower")
+    by_bound = pl.int_range(pl.len()).over("__p", order_by=[-pl.col("bound"), pl.col("i"), pl.col("i_r")])
     cand = cand.with_columns(by_bound.alias("bound_rank"))
 
     # waves in decreasing bound order (ranks [0, m), [m, 2m), [2m, 4m), ...): each raises the threshold for the next
     m = k + 2
     scored: list[pl.DataFrame] = []
-    kth = pl.DataFrame(schema={KEY: cand.schema[KEY], "kth": pl.Float64})
+    kth = pl.DataFrame(schema={"__p": cand.schema["__p"], "kth": pl.Float64})
     wave_of = (pl.col("bound_rank") // m + 1).log(2).floor().cast(pl.Int64)  # 0: ranks [0, m), 1: [m, 2m), 2: [2m, 4m), ...
     waves = sorted(cand.with_columns(wave_of.alias("wave")).partition_by("wave", as_dict=True).items())
     for _, wave in waves:
-        wave = wave.join(kth, on=KEY, how="left")
+        wave = wave.join(kth, on="__p", how="left")
         wave = wave.filter(pl.col("kth").is_null() | (pl.col("bound") >= pl.col("kth")))
         scored += _score_wave(wave, encoded, epsilon, stats)
         if scored:
-            kth = pl.concat(scored).group_by(KEY).agg(pl.when(pl.len() >= k).then(pl.col("dcrm").top_k(k).min()).alias("kth"))
-    keep = [KEY, ROW, f"{ROW}_r", "reward_margin", "ref_gap", "edit_distance", "dcrm"]
+            kth = pl.concat(scored).group_by("__p").agg(pl.when(pl.len() >= k).then(pl.col("dcrm").top_k(k).min()).alias("kth"))
+    out_schema = {KEY: df.schema[KEY], C_ROW: pl.Int64, R_ROW: pl.Int64, "__rank": pl.Int64, "edit_distance": pl.Int64, "dcrm": pl.Float64}
     if not scored:
-        empty = {KEY: cand.schema[KEY], ROW: pl.Int64, f"{ROW}_r": pl.Int64, "__rank": pl.Int64, "edit_distance": pl.Int64, "dcrm": pl.Float64}
-        return pl.DataFrame(schema=empty).select(KEY, pl.col(ROW).alias(C_ROW), pl.col(f"{ROW}_r").alias(R_ROW), "__rank", "edit_distance", "dcrm")
-    evaluated = pl.concat([s.select(keep) for s in scored])
+        return pl.DataFrame(schema=out_schema)
+    evaluated = pl.concat([s.select("__p", "i", "i_r", "reward_margin", "ref_gap", "edit_distance", "dcrm") for s in scored])
+    evaluated = evaluated.with_columns(pl.Series(C_ROW, row[evaluated["i"].to_numpy()]), pl.Series(R_ROW, row[evaluated["i_r"].to_numpy()]))
     # the exhaustive path's tie-breaks (curate.pairing.top_k_per_prompt): margin, then d_prob when ref log-probs exist, distance, rows
-    order = [-pl.col("dcrm"), -pl.col("reward_margin"), *([pl.col("ref_gap")] if has_ref else []), pl.col("edit_distance"), pl.col(ROW),
-             pl.col(f"{ROW}_r")]  # fmt: skip
-    ranked = evaluated.with_columns(pl.int_range(pl.len()).over(KEY, order_by=order).alias("__rank")).filter(pl.col("__rank") < k)
-    return ranked.select(KEY, pl.col(ROW).alias(C_ROW), pl.col(f"{ROW}_r").alias(R_ROW), pl.col("__rank").cast(pl.Int64), "edit_distance", "dcrm")
+    order = [-pl.col("dcrm"), -pl.col("reward_margin"), *([pl.col("ref_gap")] if has_ref else []), pl.col("edit_distance"), pl.col(C_ROW),
+             pl.col(R_ROW)]  # fmt: skip
+    ranked = evaluated.with_columns(pl.int_range(pl.len()).over("__p", order_by=order).alias("__rank")).filter(pl.col("__rank") < k)
+    ranked = ranked.with_columns(df[KEY].gather(ranked["i"].to_numpy()).alias(KEY))
+    return ranked.select(KEY, pl.col(C_ROW).cast(pl.Int64), pl.col(R_ROW).cast(pl.Int64), pl.col("__rank").cast(pl.Int64), "edit_distance",
+                         "dcrm")  # fmt: skip

@@ -89,11 +89,28 @@ def test_the_bucket_bound_never_exceeds_the_edit_distance(sequences):
 
     from curate.best_of_n2 import distance_lower_bound, histograms
 
-    encoded = np.empty(len(sequences), dtype=object)
-    encoded[:] = ["".join(chr(0x100 + v) for v in seq) for seq in sequences]
+    codes = np.array([0x100 + v for seq in sequences for v in seq], dtype=np.uint32)
     lengths = np.array([len(seq) for seq in sequences], dtype=np.int64)
     n = len(sequences)
     a, b = np.repeat(np.arange(n), n), np.tile(np.arange(n), n)
-    lower = distance_lower_bound(histograms(encoded, lengths), a, b)
+    lower = distance_lower_bound(histograms(codes, lengths), a, b)
     for i, j, low in zip(a, b, lower, strict=True):
         assert abs(len(sequences[i]) - len(sequences[j])) <= low <= Levenshtein.distance(sequences[i], sequences[j])
+
+
+@settings(max_examples=100, deadline=None)
+@given(st.lists(st.tuples(st.integers(0, 3), st.integers(0, 3)), max_size=25), st.randoms(use_true_random=False))
+def test_candidate_pairs_match_brute_force(rows, rnd):
+    """Every reward-ordered pair of one prompt's rows, in (prompt, chosen row, rejected row) order, from rows in any order."""
+    import numpy as np
+
+    from curate.best_of_n2 import candidate_pairs
+
+    numbers = list(range(len(rows)))
+    rnd.shuffle(numbers)  # row numbers need not follow the table's order
+    prompt = np.array([p for p, _ in rows], dtype=np.int64)
+    reward = np.array([r for _, r in rows], dtype=np.float64)
+    row = np.array(numbers, dtype=np.int64)
+    a, b = candidate_pairs(prompt, row, reward)
+    expected = sorted((prompt[i], row[i], row[j]) for i in range(len(rows)) for j in range(len(rows)) if prompt[i] == prompt[j] and reward[i] > reward[j])
+    assert [(prompt[x], row[x], row[y]) for x, y in zip(a, b, strict=True)] == expected
