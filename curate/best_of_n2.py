@@ -136,9 +136,13 @@ def _encode(df: pl.DataFrame, unit: str) -> tuple[np.ndarray, np.ndarray, np.nda
     # each distinct text is encoded once: the rows take their text's encoding
     texts = df["response"]
     missing = texts.is_null().to_numpy()
-    text_ids = texts.fill_null("").cast(pl.Categorical(pl.Categories.random())).to_physical().to_numpy().astype(np.int64)
-    first = pl.Series(text_ids).is_first_distinct().to_numpy()
-    unique = texts.fill_null("").filter(pl.Series(first))
+    texts = texts.fill_null("")
+    if not texts.hash().is_duplicated().any():  # no two hashes alike: every text is distinct (a quick test that spares the exact one)
+        text_ids, first, unique = np.arange(len(texts), dtype=np.int64), np.ones(len(texts), dtype=bool), texts
+    else:
+        text_ids = texts.cast(pl.Categorical(pl.Categories.random())).to_physical().to_numpy().astype(np.int64)
+        first = pl.Series(text_ids).is_first_distinct().to_numpy()
+        unique = texts.filter(pl.Series(first))
     if unit == "char":
         strings = np.empty(len(unique), dtype=object)
         strings[:] = unique.to_list()
