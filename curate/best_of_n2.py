@@ -92,6 +92,7 @@ def top_k_by_dcrm(graded: pl.DataFrame, k: int, *, epsilon: float = 1.0, prob_di
 
 
 HISTOGRAM_BUCKETS = 64
+_TEXTS_PER_BATCH = 4096  # texts whose symbols are counted at once
 _PAIRS_PER_BATCH = 262_144  # pairs whose bucket counts are compared at once (memory: batch x buckets x 1-4 bytes, three times)
 
 
@@ -99,17 +100,22 @@ def histograms(codes: np.ndarray, lengths: np.ndarray) -> np.ndarray:
     """Per text, how many of its symbols fall in each of HISTOGRAM_BUCKETS buckets (code point mod HISTOGRAM_BUCKETS).
 
     `codes` holds every text's symbols (code points) one after another, `lengths[i]` of them for text i.
+    Counted a batch of texts at a time: small temporaries (fresh pages cost more than the counting) in
+    the narrowest type that holds the counts (the pairs' comparison moves batch x buckets of them).
     """
-    # 32-bit keys while they fit (half the memory of the 64-bit ones: fresh pages are much of the cost here)
-    kind = np.uint32 if len(lengths) * HISTOGRAM_BUCKETS < 2**32 else np.uint64
-    owner = np.repeat(np.arange(len(lengths), dtype=kind), lengths)
-    owner *= kind(HISTOGRAM_BUCKETS)
-    owner += codes.astype(kind, copy=False) % kind(HISTOGRAM_BUCKETS)
-    counts = np.bincount(owner, minlength=len(lengths) * HISTOGRAM_BUCKETS)
-    most = counts.max() if counts.size else 0
-    # the narrowest type that holds the counts: the pairs' comparison moves batch x buckets of them
-    narrow = np.uint8 if most < 2**8 else np.uint16 if most < 2**16 else np.uint32
-    return counts.reshape(len(lengths), HISTOGRAM_BUCKETS).astype(narrow)
+    n = len(lengths)
+    out = np.zeros((n, HISTOGRAM_BUCKETS), dtype=np.uint8)
+    ends = np.cumsum(lengths, dtype=np.int64)
+    for start in range(0, n, _TEXTS_PER_BATCH):
+        stop = min(n, start + _TEXTS_PER_BATCH)
+        owner = np.repeat(np.arange(0, (stop - start) * HISTOGRAM_BUCKETS, HISTOGRAM_BUCKETS, dtype=np.intp), lengths[start:stop])
+        owner += codes[ends[start] - lengths[start] : ends[stop - 1]] % HISTOGRAM_BUCKETS
+        counts = np.bincount(owner, minlength=(stop - start) * HISTOGRAM_BUCKETS).reshape(stop - start, HISTOGRAM_BUCKETS)
+        most = int(counts.max(initial=0))
+        if most > np.iinfo(out.dtype).max:
+            out = out.astype(np.uint16 if most < 2**16 else np.uint32)
+        out[start:stop] = counts
+    return out
 
 
 def distance_lower_bound(hist: np.ndarray, a: np.ndarray, b: np.ndarray) -> np.ndarray:

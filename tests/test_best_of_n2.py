@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import polars as pl
 import pytest
-from hypothesis import given, settings
+from hypothesis import example, given, settings
 from hypothesis import strategies as st
 
 import curate
@@ -96,6 +96,32 @@ def test_the_bucket_bound_never_exceeds_the_edit_distance(sequences):
     lower = distance_lower_bound(histograms(codes, lengths), a, b)
     for i, j, low in zip(a, b, lower, strict=True):
         assert abs(len(sequences[i]) - len(sequences[j])) <= low <= Levenshtein.distance(sequences[i], sequences[j])
+
+
+@settings(max_examples=100, deadline=None)
+@given(st.lists(st.lists(st.integers(0, 200), max_size=30), max_size=8), st.integers(1, 4), st.integers(0, 300))
+@example(sequences=[[1, 2], [], [70]], batch=1, repeats=300)  # a count past 255 in a later batch: the table widens
+def test_histograms_count_each_texts_symbols_per_bucket(sequences, batch, repeats):
+    """Bucket counts (code point mod 64) per text equal a plain count, across batch boundaries and past 8-bit counts."""
+    import numpy as np
+
+    import curate.best_of_n2 as bon
+
+    sequences = [*sequences, [7] * repeats]  # one symbol many times: past 255 the counts need a wider type
+    codes = np.array([v for seq in sequences for v in seq], dtype=np.uint32)
+    lengths = np.array([len(seq) for seq in sequences], dtype=np.uint32)
+    expected = np.zeros((len(sequences), 64), dtype=np.int64)
+    for i, seq in enumerate(sequences):
+        for v in seq:
+            expected[i, v % 64] += 1
+    old = bon._TEXTS_PER_BATCH
+    bon._TEXTS_PER_BATCH = batch
+    try:
+        got = bon.histograms(codes, lengths)
+    finally:
+        bon._TEXTS_PER_BATCH = old
+    assert np.array_equal(got.astype(np.int64), expected)
+    assert np.iinfo(got.dtype).max >= expected.max()
 
 
 @settings(max_examples=100, deadline=None)
