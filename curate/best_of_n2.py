@@ -12,7 +12,8 @@ no pair below it can reach: pairs whose bound is under it are never scored, and 
 with a rapidfuzz `score_cutoff` (the largest distance that could still reach it), which stops early on
 hopeless pairs. The result equals the exhaustive ranking exactly, ties included
 (same formula, same tie-breaks; tested against it), because a bound is never below the true value in
-floating point either. Identical texts (distance 0) are counted and skipped without a distance.
+floating point either. Identical texts (distance 0) are counted and skipped without a distance: only the
+pairs whose bound is 0 (same length, same bucket counts) can be identical, and those are compared in full.
 
 The work runs on integer indices and encoded texts, a chunk of prompts at a time (memory stays
 bounded); only the k chosen pairs per prompt are joined back to the full rows.
@@ -131,14 +132,14 @@ def distance_lower_bound(hist: np.ndarray, a: np.ndarray, b: np.ndarray) -> np.n
     return out
 
 
-def _encode(df: pl.DataFrame, unit: str) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
-    """Per response: its encoded text (for rapidfuzz), its length, a key equal for equal encodings, whether it is missing, its histogram."""
+def _encode(df: pl.DataFrame, unit: str) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+    """Per response: its encoded text (for rapidfuzz), its length, whether it is missing, its histogram."""
     if unit == "token":
         ids = df["token_ids"]
         missing = ids.is_null().to_numpy()
         codes, lengths = token_symbols(ids.fill_null([]))
         encoded = as_strings(codes, lengths)
-        return encoded, lengths, _hashes(encoded), missing, histograms(codes, lengths)
+        return encoded, lengths, missing, histograms(codes, lengths)
     # each distinct text is encoded once: the rows take their text's encoding
     texts = df["response"]
     missing = texts.is_null().to_numpy()
@@ -160,12 +161,7 @@ def _encode(df: pl.DataFrame, unit: str) -> tuple[np.ndarray, np.ndarray, np.nda
     position = np.zeros(text_ids.max() + 1 if len(text_ids) else 0, dtype=np.int64)
     position[text_ids[first]] = np.arange(len(unique))
     rows = position[text_ids]
-    return strings[rows], counts[rows], _hashes(strings)[rows], missing, histograms(codes, counts)[rows]
-
-
-def _hashes(encoded: np.ndarray) -> np.ndarray:
-    """A key per encoded text, equal for equal encodings (equal keys are compared in full before counting as identical)."""
-    return np.fromiter((hash(e) for e in encoded), dtype=np.int64, count=len(encoded))
+    return strings[rows], counts[rows], missing, histograms(codes, counts)[rows]
 
 
 def _distances(encoded: np.ndarray, a: np.ndarray, b: np.ndarray, cutoff: int | None) -> np.ndarray:
@@ -201,21 +197,24 @@ def _score_wave(wave: pl.DataFrame, encoded: np.ndarray, epsilon: float, stats: 
 def candidate_pairs(prompt: np.ndarray, row: np.ndarray, reward: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     """Every (a, b) of one prompt's rows with reward[a] > reward[b], as indices, in (prompt, row[a], row[b]) order."""
     order = np.lexsort((row, prompt))
-    starts = np.flatnonzero(np.r_[True, prompt[order][1:] != prompt[order][:-1]]) if len(order) else np.zeros(0, dtype=np.int64)
+    grouped = prompt[order]
+    starts = np.flatnonzero(np.r_[True, grouped[1:] != grouped[:-1]]) if len(order) else np.zeros(0, dtype=np.int64)
     sizes = np.diff(np.r_[starts, len(order)])
-    per_group = sizes * sizes
-    # position of each (x, y) in its prompt's n x n grid, in row-major order
-    local = np.arange(per_group.sum(), dtype=np.int64) - np.repeat(np.cumsum(per_group) - per_group, per_group)
-    n = np.repeat(sizes, per_group)
-    x = local // n
-    base = np.repeat(starts, per_group)
-    a, b = order[base + x], order[base + local - x * n]
+    offsets = np.cumsum(sizes * sizes) - sizes * sizes  # where each prompt's n x n grid starts in the output
+    a = np.empty(int((sizes * sizes).sum()), dtype=np.int64)
+    b = np.empty_like(a)
+    for n in np.unique(sizes).tolist():  # prompts of one size at a time: their grids are one broadcast (row-major: a, then b)
+        same = np.flatnonzero(sizes == n)
+        cell = np.arange(n * n, dtype=np.int64)
+        at = (offsets[same][:, None] + cell).ravel()
+        a[at] = order[(starts[same][:, None] + cell // n).ravel()]
+        b[at] = order[(starts[same][:, None] + cell % n).ravel()]
     keep = reward[a] > reward[b]
     return a[keep], b[keep]
 
 
 def _chunk(df: pl.DataFrame, k: int, *, unit: str, use_prob: bool, has_ref: bool, epsilon: float, stats: TopK) -> pl.DataFrame:
-    encoded, lengths, same, missing, hist = _encode(df, unit)
+    encoded, lengths, missing, hist = _encode(df, unit)
     prompt, row, reward = df["__p"].to_numpy(), df[ROW].to_numpy(), df["reward"].to_numpy()
     a, b = candidate_pairs(prompt, row, reward)
     stats.candidates += len(a)
@@ -224,9 +223,10 @@ def _chunk(df: pl.DataFrame, k: int, *, unit: str, use_prob: bool, has_ref: bool
         gap = np.abs(ref[a] - ref[b])
         ref_gap = pl.Series("ref_gap", gap, nan_to_null=True)
     else:
-        ref_gap = pl.Series("ref_gap", [None] * len(a), dtype=pl.Float64)
+        ref_gap = pl.repeat(None, len(a), dtype=pl.Float64, eager=True).alias("ref_gap")
     no_text = missing[a] | missing[b]
-    maybe = np.flatnonzero(~no_text & (same[a] == same[b]))  # equal keys: the texts are compared to be sure
+    lower = distance_lower_bound(hist, a, b)
+    maybe = np.flatnonzero(~no_text & (lower == 0))  # equal encodings have a bound of 0: those texts are compared in full
     identical = np.zeros(len(a), dtype=bool)
     identical[maybe] = [encoded[x] == encoded[y] for x, y in zip(a[maybe].tolist(), b[maybe].tolist(), strict=True)]
     no_prob = ref_gap.is_null().to_numpy() if use_prob else np.zeros(len(a), dtype=bool)
@@ -236,7 +236,7 @@ def _chunk(df: pl.DataFrame, k: int, *, unit: str, use_prob: bool, has_ref: bool
     live = np.flatnonzero(~null & ~identical)
     a, b = a[live], b[live]
     cand = pl.DataFrame({"__p": prompt[a], "i": a, "i_r": b, "reward_margin": reward[a] - reward[b], "ref_gap": ref_gap.gather(live),
-                         "len": lengths[a], "len_r": lengths[b], "lower": distance_lower_bound(hist, a, b)})  # fmt: skip
+                         "len": lengths[a], "len_r": lengths[b], "lower": lower[live]})  # fmt: skip
     cand = cand.with_columns((pl.col("ref_gap") if use_prob else pl.lit(0.0)).alias("d_prob"))
     bound = dcrm_expr(pl.col("lower"), pl.col("d_prob"), epsilon)
     cand = cand.with_columns(bound.alias("bound")).drop("lower")
