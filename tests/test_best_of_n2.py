@@ -102,7 +102,7 @@ def test_the_bucket_bound_never_exceeds_the_edit_distance(sequences):
 @given(st.lists(st.lists(st.integers(0, 200), max_size=30), max_size=8), st.integers(1, 4), st.integers(0, 300))
 @example(sequences=[[1, 2], [], [70]], batch=1, repeats=300)  # a count past 255 in a later batch: the table widens
 def test_histograms_count_each_texts_symbols_per_bucket(sequences, batch, repeats):
-    """Bucket counts (code point mod 64) per text equal a plain count, across batch boundaries and past 8-bit counts."""
+    """Bucket counts (code point mod HISTOGRAM_BUCKETS) per text equal a plain count, across batch boundaries and past 8-bit counts."""
     import numpy as np
 
     import curate.best_of_n2 as bon
@@ -110,10 +110,10 @@ def test_histograms_count_each_texts_symbols_per_bucket(sequences, batch, repeat
     sequences = [*sequences, [7] * repeats]  # one symbol many times: past 255 the counts need a wider type
     codes = np.array([v for seq in sequences for v in seq], dtype=np.uint32)
     lengths = np.array([len(seq) for seq in sequences], dtype=np.uint32)
-    expected = np.zeros((len(sequences), 64), dtype=np.int64)
+    expected = np.zeros((len(sequences), bon.HISTOGRAM_BUCKETS), dtype=np.int64)
     for i, seq in enumerate(sequences):
         for v in seq:
-            expected[i, v % 64] += 1
+            expected[i, v % bon.HISTOGRAM_BUCKETS] += 1
     old = bon._TEXTS_PER_BATCH
     bon._TEXTS_PER_BATCH = batch
     try:
