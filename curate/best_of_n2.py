@@ -94,7 +94,7 @@ def top_k_by_dcrm(graded: pl.DataFrame, k: int, *, epsilon: float = 1.0, prob_di
 
 HISTOGRAM_BUCKETS = 128  # more buckets: a tighter bound (fewer distances) but more bytes per pair to compare; 128 measured best on long texts
 _TEXTS_PER_BATCH = 4096  # texts whose symbols are counted at once
-_PAIRS_PER_BATCH = 262_144  # pairs whose bucket counts are compared at once (memory: batch x buckets x 1-4 bytes, three times)
+_PAIRS_PER_BATCH = 16_384  # pairs whose bucket counts are compared at once (small enough to stay in cache: batch x buckets x 1-4 bytes, three times)
 
 
 def histograms(codes: np.ndarray, lengths: np.ndarray) -> np.ndarray:
@@ -126,9 +126,10 @@ def distance_lower_bound(hist: np.ndarray, a: np.ndarray, b: np.ndarray) -> np.n
     """
     total = hist.sum(axis=1, dtype=np.int64)
     out = np.maximum(total[a], total[b])
+    narrow = np.uint16 if hist.dtype == np.uint8 and hist.shape[1] * 255 < 2**16 else np.int64  # a row's sum fits: a cheaper reduction
     for start in range(0, len(a), _PAIRS_PER_BATCH):
         common = np.minimum(hist[a[start : start + _PAIRS_PER_BATCH]], hist[b[start : start + _PAIRS_PER_BATCH]])
-        out[start : start + len(common)] -= common.sum(axis=1, dtype=np.int64)
+        out[start : start + len(common)] -= common.sum(axis=1, dtype=narrow)
     return out
 
 
@@ -158,10 +159,13 @@ def _encode(df: pl.DataFrame, unit: str) -> tuple[np.ndarray, np.ndarray, np.nda
     else:
         codes, counts = word_symbols(unique)
         strings = as_strings(codes, counts)
+    hist = histograms(codes, counts)
+    if len(unique) == len(texts):  # every text distinct: row i is text i
+        return strings, counts, missing, hist
     position = np.zeros(text_ids.max() + 1 if len(text_ids) else 0, dtype=np.int64)
     position[text_ids[first]] = np.arange(len(unique))
     rows = position[text_ids]
-    return strings[rows], counts[rows], missing, histograms(codes, counts)[rows]
+    return strings[rows], counts[rows], missing, hist[rows]
 
 
 def _distances(encoded: np.ndarray, a: np.ndarray, b: np.ndarray, cutoff: int | None) -> np.ndarray:

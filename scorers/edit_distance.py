@@ -23,8 +23,9 @@ if TYPE_CHECKING:
     import numpy as np
 
 UNITS = ("auto", "token", "word", "char")
-_WORD = r"\S+"
-_NOT_SIMPLE = r"[^\S ]|  |^ | $|^$"  # any whitespace but single inner spaces (or empty): needs the regex split
+# Python's whitespace (str.isspace) is Unicode White_Space, which regex \s matches, plus U+001C–U+001F
+_WORD = r"[^\s\x1C-\x1F]+"
+_NOT_SIMPLE = r"[^\S ]|[\x1C-\x1F]|  |^ | $|^$"  # any whitespace but single inner spaces (or empty): needs the regex split
 _MAX_CODE = 0x10FFFF - 0x800  # code points available once the surrogate block is skipped
 
 
@@ -66,7 +67,7 @@ def as_strings(codes: np.ndarray, lengths: np.ndarray) -> np.ndarray:
 
 
 def split_words(texts: pl.Series) -> pl.Series:
-    """Words as Python's `str.split()` gives them: maximal runs of non-whitespace (Unicode \\s)."""
+    """Words as Python's `str.split()` gives them: maximal runs of non-whitespace (`str.isspace`)."""
     hard = texts.str.contains(_NOT_SIMPLE).fill_null(False)
     if not hard.any():
         return texts.str.split(" ")  # fast path, exact when the only whitespace is single inner spaces
@@ -91,6 +92,16 @@ def _word_id_lists(texts: pl.Series) -> pl.Series:
     return pl.concat([lists.filter(~hard), redo]).gather(pl.concat([(~hard).arg_true(), hard.arg_true()]).arg_sort())
 
 
+def _frequencies(ids: np.ndarray) -> np.ndarray:
+    """How often each id occurs (`np.bincount`), a slice at a time: bincount copies its input to 64 bits, this keeps the copy small."""
+    import numpy as np
+
+    counts = np.zeros(int(ids.max()) + 1, dtype=np.int64)
+    for start in range(0, ids.size, 1 << 20):
+        counts += np.bincount(ids[start : start + (1 << 20)], minlength=counts.size)
+    return counts
+
+
 def word_symbols(texts: pl.Series) -> tuple[np.ndarray, np.ndarray]:
     """Every text's words as code points, flattened, and each text's word count; the most frequent words get the smallest.
 
@@ -104,7 +115,7 @@ def word_symbols(texts: pl.Series) -> tuple[np.ndarray, np.ndarray]:
     lengths = lists.list.len().fill_null(0).to_numpy()
     ids = lists.explode().drop_nulls().to_physical().to_numpy()  # empty lists explode to a null
     if ids.size:
-        order = np.argsort(-np.bincount(ids), kind="stable")
+        order = np.argsort(-_frequencies(ids), kind="stable")
         rank = np.empty(len(order), dtype=np.uint32)
         rank[order] = np.arange(len(order), dtype=np.uint32)
         ids = rank[ids]

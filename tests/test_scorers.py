@@ -56,7 +56,7 @@ def test_edit_distance_prefers_token_ids():
 
 
 words = st.lists(st.sampled_from(["a", "b", "c", "dd", "é", "a\u00e9"]), max_size=12)
-spaces = st.sampled_from([" ", "  ", "\t", "\n"])
+spaces = st.sampled_from([" ", "  ", "\t", "\n", "\x0b", "\x1c", "\x1f", "\x85", "\u00a0", "\u2028", "\u3000"])  # all whitespace to str.split()
 
 
 @settings(max_examples=150, deadline=None)
