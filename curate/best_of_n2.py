@@ -145,12 +145,14 @@ def _encode(df: pl.DataFrame, unit: str) -> tuple[np.ndarray, np.ndarray, np.nda
     texts = df["response"]
     missing = texts.is_null().to_numpy()
     texts = texts.fill_null("")
-    if not texts.hash().is_duplicated().any():  # no two hashes alike: every text is distinct (a quick test that spares the exact one)
-        text_ids, first, unique = np.arange(len(texts), dtype=np.int64), np.ones(len(texts), dtype=bool), texts
-    else:
+    unique, rows = texts, None  # rows None: every text is distinct, row i is text i
+    if texts.hash().is_duplicated().any():  # two hashes alike (a quick test that spares the exact one otherwise): find the distinct texts
         text_ids = texts.cast(pl.Categorical(pl.Categories.random())).to_physical().to_numpy().astype(np.int64)
         first = pl.Series(text_ids).is_first_distinct().to_numpy()
         unique = texts.filter(pl.Series(first))
+        position = np.zeros(text_ids.max() + 1, dtype=np.int64)
+        position[text_ids[first]] = np.arange(len(unique))
+        rows = position[text_ids]  # row i's text is unique[rows[i]]
     if unit == "char":
         strings = np.empty(len(unique), dtype=object)
         strings[:] = unique.to_list()
@@ -160,11 +162,8 @@ def _encode(df: pl.DataFrame, unit: str) -> tuple[np.ndarray, np.ndarray, np.nda
         codes, counts = word_symbols(unique)
         strings = as_strings(codes, counts)
     hist = histograms(codes, counts)
-    if len(unique) == len(texts):  # every text distinct: row i is text i
+    if rows is None:
         return strings, counts, missing, hist
-    position = np.zeros(text_ids.max() + 1 if len(text_ids) else 0, dtype=np.int64)
-    position[text_ids[first]] = np.arange(len(unique))
-    rows = position[text_ids]
     return strings[rows], counts[rows], missing, hist[rows]
 
 
