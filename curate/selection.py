@@ -186,13 +186,14 @@ def _where_query(frame: pl.LazyFrame, predicate: str, step: Step) -> pl.LazyFram
     """The predicate as one DuckDB query over the whole table, with file access (subqueries allowed); materialises."""
     import duckdb
 
+    from curate.sql import to_polars
     from curate.where import parse_predicate
 
     parse_predicate(predicate, allow_file_access=True)
     con = duckdb.connect()
     con.register("t", frame.collect())
     try:
-        kept = con.sql(f"SELECT * FROM t WHERE ({predicate}) ORDER BY {_ROW}").pl()
+        kept = to_polars(con.sql(f"SELECT * FROM t WHERE ({predicate}) ORDER BY {_ROW}"))
         n_in = con.sql("SELECT count(*) FROM t").fetchall()[0][0]
     except duckdb.Error as exc:
         raise CurateError(f"--where {predicate!r} is not a valid DuckDB predicate over this table: {exc}") from exc

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import re
 from typing import TYPE_CHECKING, Any, Union
 
 import polars as pl
@@ -56,6 +57,23 @@ def sql(query: str, **tables: TableLike | None) -> pl.DataFrame:
     return run(query, **tables)[0]
 
 
+_NOT_IN_POLARS = re.compile(r"\b(INTERVAL|UNION)\b")
+
+
+def to_polars(result: Any) -> pl.DataFrame:
+    """A DuckDB result as a Polars frame through the Arrow C stream interface (DuckDB's `.pl()` imports pyarrow, ~0.1 s).
+
+    Polars has no type for DuckDB's INTERVAL and UNION (its Arrow import panics on them): such a
+    column is a clear error that says how to cast it.
+    """
+    for name, kind in zip(result.columns, result.types):
+        found = _NOT_IN_POLARS.search(str(kind))
+        if found:
+            how = "epoch(col) gives an INTERVAL in seconds" if found.group(1) == "INTERVAL" else "CAST(col AS VARCHAR) gives its text"
+            raise CurateError(f"column {name!r} has DuckDB type {kind}, which Polars cannot hold; cast it in the query ({how}).")
+    return pl.DataFrame(result)
+
+
 def run(query: str, **tables: TableLike | None) -> tuple[pl.DataFrame, Lineage]:
     """Like `sql`, also returning the lineage of the input files."""
     import duckdb
@@ -65,7 +83,7 @@ def run(query: str, **tables: TableLike | None) -> tuple[pl.DataFrame, Lineage]:
         result = con.sql(query)
         if result is None:
             raise CurateError("the SQL statement returned no rows (use a SELECT query).")
-        return result.pl(), lineage
+        return to_polars(result), lineage
     except duckdb.Error as exc:
         names = ", ".join(k for k, v in tables.items() if v is not None) or "(none)"
         raise CurateError(f"SQL error: {exc} (registered views: {names}).") from exc
