@@ -72,8 +72,9 @@ def export(
     step = Step("export", params={"format": fmt, "trl": trl, "style": style, "license": license}, inputs=inputs_of(src))
     # --trl writes TRL's columns only: the row checks read those (and prompt_id, for its collision check), not the whole file
     uses = {*TRL_COLUMNS, "prompt_id"} if trl else None
+    # the exported frame selects and maps the checked input's columns: its rows are counted beside the sink, not read back
     step = run_step("export", step.params, src, None, build, out, fmt, split=split, drop_invalid=drop_invalid, card=card,
-                    card_meta={"license": card_license, "tags": list(TAGS)}, step=step, uses=uses)  # fmt: skip
+                    card_meta={"license": card_license, "tags": list(TAGS)}, step=step, uses=uses, count_in_plan=True)  # fmt: skip
     stats = _stats(step.extras.get("weights"))
     done = Exported(path=str(out), format=fmt, rows=step.rows_out or 0, style=written["style"], weights=stats, step=step)
     if trl and stats and stats["min"] != stats["max"]:

@@ -214,12 +214,16 @@ class NativeSink:
         metadata = {**self.metadata, LINEAGE_KEY: self.marker.decode().ljust(LINEAGE_RESERVE)}
         return lazy.sink_parquet(self.path, compression="zstd", row_group_size=ROW_GROUP_ROWS, metadata=metadata, lazy=True)
 
-    def written(self, track: str | None) -> int | None:
-        """After the plan ran: set the rows written (from the footer, or the lines); return the distinct values of `track`.
+    def written(self, track: str | None, rows: int | None = None) -> int | None:
+        """After the plan ran: set the rows written (`rows` when the plan counted them, else from the footer, or the
+        lines); return the distinct values of `track`.
 
         Those are read back from the written file, not computed by running the plan again.
         """
-        self.rows = num_rows(self.path) if self.fmt == "parquet" else _count_lines(self.path)
+        if rows is not None:
+            self.rows = rows
+        else:
+            self.rows = num_rows(self.path) if self.fmt == "parquet" else _count_lines(self.path)
         if track is None:
             return None
         if not self.rows:
@@ -426,6 +430,7 @@ def execute(
     shard_bytes: int = hub.SHARD_BYTES,
     chunk_size: int | None = None,
     track: str | None = None,
+    count_in_plan: bool = False,
 ) -> Executed:
     """Run `frame` once, streaming it into `path` while computing `stats`, and write it atomically.
 
@@ -433,7 +438,9 @@ def execute(
     (the temporary output is then removed) and returns the lineage to store with the output;
     `distinct` is the number of distinct values of the `track` column in what was written (counted
     on the way out). Pairs and triplets with a conversational prompt are written in TRL's
-    conversational form.
+    conversational form. `count_in_plan` counts a JSON Lines output's rows in the same execution
+    (`select(pl.len())` beside the sink) instead of reading its lines back: only for a frame that is
+    cheap to count again, a projection of a cached input (export), never one with a join or a scorer.
     """
     from curate.formats import wrap_completions
 
@@ -451,7 +458,10 @@ def execute(
             sink.write(df)
 
         try:
-            if isinstance(sink, (NativeSink, HubSink)):
+            if isinstance(sink, NativeSink) and count_in_plan and fmt == "jsonl":
+                *values, counted = pl.collect_all([sink.plan(lazy), *stats, lazy.select(pl.len())])[1:]
+                distinct = sink.written(track, rows=counted.item())
+            elif isinstance(sink, (NativeSink, HubSink)):
                 values = pl.collect_all([sink.plan(lazy), *stats])[1:]
                 distinct = sink.written(track)
             else:

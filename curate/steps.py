@@ -44,11 +44,14 @@ def run_step(
     card_meta: dict | None = None,
     step: Step | None = None,
     uses: set[str] | None = None,
+    count_in_plan: bool = False,
 ) -> Step:
     """Apply `build` to the table at `src` and write the result to `output`; return the step's record.
 
     `card(schema, rows, written, lineage, kind)` may write a dataset card for folder outputs. `uses`
     names the input columns the output depends on: the row checks look at those only.
+    `count_in_plan` (for a `build` that only selects and maps columns): a JSON Lines output's rows are
+    counted by the plan, beside the sink, instead of read back from the file.
     """
     step = step or Step(name, params=params, inputs=inputs_of(src))
     step.deferred_checks = True  # `execute` settles the step before the output is renamed into place
@@ -85,7 +88,7 @@ def run_step(
     try:
         with spinner(f"{name}: computing and writing {output}"):
             execute(frame, output, fmt, stats=[table.checked.stats, *pending], finish=finish, card=card_fn or card, card_meta=card_meta,
-                    inputs=inputs_of(src), track="prompt_id" if step.unpaired is not None else None)  # fmt: skip
+                    inputs=inputs_of(src), track="prompt_id" if step.unpaired is not None else None, count_in_plan=count_in_plan)  # fmt: skip
     except SchemaError as exc:  # the input checks, or a step's own (`Step.require`), settled with the output
         raise exc.with_source(table.source) from None
     except CurateError:

@@ -113,3 +113,15 @@ def test_drop_invalid_counts_add_up(tmp_path, kind, command):
         prompts_out = pl.read_parquet(out)["prompt_id"].n_unique()
         dropped_prompts = sum(n for reason, n in step.counts.items() if step.units[reason] == "prompts")
         assert valid["prompt_id"].n_unique() == prompts_out + dropped_prompts, step.counts
+
+
+@pytest.mark.parametrize("kind", ["nan_reward", "unicode_blank_response"])
+def test_drop_invalid_export_to_json_lines_reports_the_lines_it_wrote(tmp_path, kind):
+    # JSON Lines has no footer: the rows written are counted by the plan, beside the sink
+    src, _, rows = make(kind, tmp_path)
+    out = tmp_path / "out.jsonl"
+    r = curate_cli("export", src, "--drop-invalid", "-o", out)
+    assert r.returncode == 0, r.stderr
+    lines = out.read_bytes().count(b"\n")
+    assert lines == len(GOOD["prompt"]) - len(rows)
+    assert f"(jsonl, {lines} rows" in " ".join((r.stdout + r.stderr).split()), r.stderr

@@ -198,3 +198,21 @@ def test_trl_dpo_trainer_trains_on_the_export_unchanged(tiny_model, tmp_path):
     trainer = trl.DPOTrainer(model=AutoModelForCausalLM.from_pretrained(tiny_model), args=args, train_dataset=ds, processing_class=tok)
     result = trainer.train()
     assert result.global_step == 2 and result.training_loss > 0
+
+
+def test_standard_jsonl_export_renders_each_pair_once_and_counts_its_lines(tiny_model, tmp_path, monkeypatch):
+    """The rows of a JSON Lines export are counted beside the sink, and that count does not render the chat template again."""
+    import importlib
+
+    formats = importlib.import_module("curate.formats")
+    calls = []
+    real = formats.render_standard
+    monkeypatch.setattr(formats, "render_standard", lambda *a: calls.append(1) or real(*a))
+    pairs = tmp_path / "pairs.parquet"
+    curate.write(curate.pairs(curate.read(HH), strategy="best-vs-worst").head(30), pairs)
+    out = tmp_path / "pairs.jsonl"
+    done = curate.export(pairs, out, trl=True, style="standard", tokenizer=tiny_model)
+    lines = out.read_bytes().count(b"\n")
+    assert done.rows == lines == 30
+    assert len(calls) == 30
+    assert isinstance(json.loads(out.read_text().splitlines()[0])["prompt"], str)
