@@ -35,6 +35,28 @@ def test_help_imports_no_heavy_modules():
         assert cmd in helped.stdout
 
 
+_HEAVY = ("torch", "transformers", "duckdb", "pydantic", "pyarrow", "numpy", "rapidfuzz")
+_RUN_AND_LIST = (
+    "import sys, runpy\nsys.argv = ['curate', *sys.argv[1:]]\ntry:\n    runpy.run_module('curate.cli', run_name='__main__')\n"
+    f"except SystemExit as exc:\n    print(exc.code, sorted(m for m in {_HEAVY!r} if m in sys.modules))"
+)
+
+
+@pytest.mark.parametrize(
+    ("command", "needs"),
+    [
+        (["pairs", GSM8K, "--strategy", "correct-vs-incorrect"], []),
+        (["score", GSM8K, "--scorer", "difficulty", "--per-prompt"], []),
+        (["sql", "select model, count(*) as n from samples group by 1", "--samples", GSM8K], ["duckdb"]),
+    ],
+)
+def test_core_commands_start_without_heavy_modules(tmp_path, command, needs):
+    """Start-up: a core command imports only what it uses (no pydantic through the CLI parser, no pyarrow for SQL results)."""
+    out = subprocess.run([sys.executable, "-c", _RUN_AND_LIST, *map(str, command), "-o", str(tmp_path / "out.parquet")],
+                         capture_output=True, text=True, check=True)  # fmt: skip
+    assert out.stdout.strip().split(None, 1) == ["0", str(needs)], out.stdout + out.stderr
+
+
 def test_sql_per_model_accuracy_table():
     r = curate_cli("sql", "select model, avg(correct::int) as acc from samples group by 1 order by 1", "--samples", GSM8K)
     assert r.returncode == 0, r.stderr
