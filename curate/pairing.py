@@ -205,10 +205,15 @@ def _correct_vs_incorrect(samples: pl.LazyFrame, *, k: int, seed: int, step: Ste
     if "correct" not in names:
         raise SchemaError("strategy correct-vs-incorrect needs a `correct` column", column="correct", hint="Run `curate verify` to add it.")
     step.count("responses with null `correct` (ungraded)", samples.select(pl.col("correct").is_null().sum()), unit="samples")
-    graded = scorers.score(samples.filter(pl.col("correct").is_not_null()), ["difficulty"], **params)
+    rows = samples.filter(pl.col("correct").is_not_null())
+    difficulty = scorers.instances(["difficulty"], params)["difficulty"]
+    difficulty.check(rows)
+    # one row per prompt, joined to the pairs at the end: joining it to every response (and carrying it through the
+    # choice) took 0.6 s of 6 s at 200k prompts
+    table = difficulty.prompt_table(rows)
     has_answer = "answer" in names
     error_count = params.get("error_count", "mode")
-    graded = graded.with_columns(_seeded_order(seed).alias("__h"))
+    graded = rows.with_columns(_seeded_order(seed).alias("__h"))
     wrong = graded.filter(~pl.col("correct"))
     if has_answer and error_count == "mode":
         # the largest wrong class; among equally large classes, the one holding the first response in seeded order
@@ -223,8 +228,14 @@ def _correct_vs_incorrect(samples: pl.LazyFrame, *, k: int, seed: int, step: Ste
     parts = [self_pairs.drop("__i")]
     has_gold = "gold" in names
     if has_gold:
-        parts.append(_gold_pairs(graded, rejected.drop("__rejected_i")))
-    out = pl.concat(parts, how="diagonal_relaxed").with_columns(pl.col("difficulty_weight").alias("weight"))
+        parts.append(_gold_pairs(graded, rejected.drop("__rejected_i"), table.filter(pl.col("n_correct") == 0).select(KEY)))
+    out = pl.concat(parts, how="diagonal_relaxed").join(table, on=KEY, how="left", nulls_equal=True)
+    # the columns as a per-response score would put them: the difficulty columns after the chosen side's
+    scores = [c for c in table.collect_schema().names() if c != KEY]
+    chosen_side = as_role(graded, "chosen", keep_shared=True).collect_schema().names()
+    have = out.collect_schema().names()
+    in_order = [c for c in chosen_side if c in have] + scores
+    out = out.select(in_order + [c for c in have if c not in in_order]).with_columns(pl.col("difficulty_weight").alias("weight"))
     out = finish(out, PAIR_ORDER, [PROMPT_ORDER, C_ROW, R_ROW])
     gold_ok = _usable_gold(pl.col("gold").first()) if has_gold else pl.lit(False)
     stats = graded.group_by(KEY).agg(pl.col("correct").sum().alias("c"), (~pl.col("correct")).sum().alias("w"), gold_ok.alias("g"))
@@ -241,11 +252,11 @@ def _usable_gold(gold: pl.Expr) -> pl.Expr:
     return gold.is_not_null() & (gold.str.len_bytes() > 0)
 
 
-def _gold_pairs(graded: pl.LazyFrame, rejected: pl.LazyFrame) -> pl.LazyFrame:
-    """Prompts with no correct response: the gold answer is the chosen side (chosen_model = "gold")."""
+def _gold_pairs(graded: pl.LazyFrame, rejected: pl.LazyFrame, no_correct: pl.LazyFrame) -> pl.LazyFrame:
+    """Prompts with no correct response (the keys `no_correct`): the gold answer is the chosen side (chosen_model = "gold")."""
     shared = [c for c in shared_columns(graded.collect_schema().names()) if c != "gold"]
     gold = (
-        graded.filter(pl.col("n_correct") == 0)
+        graded.join(no_correct, on=KEY, how="semi", nulls_equal=True)
         .group_by(KEY)
         .agg(pl.col("gold").first(), *[pl.col(c).first() for c in shared])
         .filter(_usable_gold(pl.col("gold")))
