@@ -81,6 +81,13 @@ def test_correct_vs_incorrect_by_hand(math_samples):
     assert P["weight"] == pytest.approx(3.25) and P["difficulty_weight"] == pytest.approx(3.25)
     assert Q["chosen"] == "G" and Q["chosen_model"] == "gold" and Q["chosen_correct"] is True
     assert Q["rejected"] in {"q1", "q2"} and Q["weight"] == pytest.approx(1.5)
+    # P: N=4, P_c=1, the mode of the wrong answers 2 (answer 7), answers 4, 7, 9; Q: N=2, no correct, mode 1, answers 5, 6
+    assert [P[c] for c in ("n_samples", "n_correct", "n_wrong_mode", "n_unique_answers")] == [4, 1, 2, 3]
+    assert [Q[c] for c in ("n_samples", "n_correct", "n_wrong_mode", "n_unique_answers")] == [2, 0, 1, 2]
+    assert Q["chosen_answer"] is None and P["chosen_answer"] == "4" and P["rejected_answer"] == "7"
+    # after TRL's columns: the chosen side's own columns, the prompt's (gold, then its difficulty), the rejected side's
+    assert p.columns[p.columns.index("weight") + 1 :] == ["chosen_answer", "gold", "n_samples", "n_correct", "n_wrong_mode",
+                                                           "n_unique_answers", "difficulty_weight", "rejected_answer"]  # fmt: skip
     assert step.dropped == {"prompts with no incorrect response (nothing to reject)": 1}
 
 
