@@ -46,21 +46,25 @@ class Difficulty(Scorer):
     )
 
     def prompt_table(self, frame: pl.LazyFrame) -> pl.LazyFrame:
-        """One row per prompt_id: N (graded responses), P_c, P_e, distinct answers and the weight (group-bys, no windows)."""
+        """One row per prompt_id: N (graded responses), P_c, P_e, distinct answers and the weight (group-bys, no windows).
+
+        With answers, one group-by on (prompt, answer) counts each answer class (null answers form one
+        class); the prompt's row is then built from its classes, a much shorter table.
+        """
         p = self.params
         has_answer = "answer" in frame.collect_schema().names()
-        wrong = frame.filter(pl.col("correct").eq(False))
-        if has_answer and p.error_count == "mode":  # P_e: the largest wrong-answer class (null answers form one class)
-            p_e = wrong.group_by("prompt_id", "answer").len().group_by("prompt_id").agg(pl.col("len").max().alias("n_wrong_mode"))
+        correct = pl.col("correct")
+        counts = [correct.is_not_null().sum().alias("n_samples"), correct.fill_null(False).sum().alias("n_correct"),
+                  correct.eq(False).sum().alias("n_wrong_mode")]  # fmt: skip
+        if has_answer:
+            # P_e: the largest wrong-answer class ("mode"), or every wrong response ("total")
+            p_e = pl.col("n_wrong_mode").max() if p.error_count == "mode" else pl.col("n_wrong_mode").sum()
+            classes = frame.group_by("prompt_id", "answer").agg(counts)
+            table = classes.group_by("prompt_id").agg(pl.col("n_samples").sum(), pl.col("n_correct").sum(), p_e,
+                                                      pl.col("answer").is_not_null().sum().alias("n_unique_answers"))  # fmt: skip
         else:  # without `answer` every wrong response counts toward one class
-            p_e = wrong.group_by("prompt_id").agg(pl.len().alias("n_wrong_mode"))
-        uniq = pl.col("answer").drop_nulls().n_unique() if has_answer else pl.lit(None, pl.UInt32)
-        counts = frame.group_by("prompt_id").agg(
-            pl.col("correct").is_not_null().sum().cast(pl.Int64).alias("n_samples"),
-            pl.col("correct").fill_null(False).sum().cast(pl.Int64).alias("n_correct"),
-            uniq.cast(pl.Int64).alias("n_unique_answers"),
-        )
-        table = counts.join(p_e, on="prompt_id", how="left", nulls_equal=True).with_columns(pl.col("n_wrong_mode").fill_null(0).cast(pl.Int64))
+            table = frame.group_by("prompt_id").agg(*counts, pl.lit(None, pl.UInt32).alias("n_unique_answers"))
+        table = table.with_columns(pl.col(c).cast(pl.Int64) for c in self.produces[:-1])
         weight = difficulty_weight(pl.col("n_samples"), pl.col("n_correct"), pl.col("n_wrong_mode"), p.alpha, p.epsilon)
         return table.select("prompt_id", *self.produces[:-1], weight.alias("difficulty_weight"))
 

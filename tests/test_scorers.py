@@ -259,6 +259,38 @@ def test_difficulty_keeps_row_order_and_matches_hand_values():
     assert per_prompt["prompt_id"].to_list() == ["B", "A"] and per_prompt["difficulty_weight"].to_list() == pytest.approx([3.25, 2.5])
 
 
+@settings(max_examples=150, deadline=None)
+@given(
+    rows=st.lists(st.tuples(st.sampled_from(["A", "B", "C", None]), st.sampled_from([True, False, None]), st.sampled_from(["1", "2", "3", None])),
+                  min_size=1, max_size=40),
+    error_count=st.sampled_from(["mode", "total"]),
+    with_answer=st.booleans(),
+)  # fmt: skip
+def test_difficulty_prompt_table_against_a_count_by_hand(rows, error_count, with_answer):
+    """N, P_c, P_e, the distinct answers and w per prompt, counted in plain Python (null ids and answers are values too)."""
+    from collections import Counter
+
+    import scorers
+
+    data = {"prompt_id": [r[0] for r in rows], "correct": [r[1] for r in rows], **({"answer": [r[2] for r in rows]} if with_answer else {})}
+    frame = pl.DataFrame(data, schema={"prompt_id": pl.String, "correct": pl.Boolean, **({"answer": pl.String} if with_answer else {})})
+    table = scorers.get("difficulty", error_count=error_count).prompt_table(frame.lazy()).collect()
+    got = {r["prompt_id"]: r for r in table.iter_rows(named=True)}
+    assert len(got) == table.height == len({r[0] for r in rows})
+    for pid in {r[0] for r in rows}:
+        mine = [r for r in rows if r[0] == pid]
+        n, p_c = sum(c is not None for _, c, _ in mine), sum(c is True for _, c, _ in mine)
+        wrong = [a for _, c, a in mine if c is False]
+        p_e = max(Counter(wrong).values(), default=0) if with_answer and error_count == "mode" else len(wrong)
+        uniq = len({a for _, _, a in mine if a is not None}) if with_answer else None
+        w = None if n == 0 else (1 + p_e / n if p_c == 0 else max(1.0, 1 + p_e / p_c + 1 / n))
+        r = got[pid]
+        assert (r["n_samples"], r["n_correct"], r["n_wrong_mode"], r["n_unique_answers"]) == (n, p_c, p_e, uniq)
+        assert r["difficulty_weight"] == (None if w is None else pytest.approx(w))
+    assert table.schema == pl.Schema({"prompt_id": pl.String, "n_samples": pl.Int64, "n_correct": pl.Int64, "n_wrong_mode": pl.Int64,
+                                      "n_unique_answers": pl.Int64, "difficulty_weight": pl.Float64})  # fmt: skip
+
+
 def test_dcrm_with_embedding_distance():
     data = {"chosen": ["a", "b"], "rejected": ["c", "d"], "chosen_reward": [2.0, 3.0], "rejected_reward": [1.0, 1.0],
             "chosen_embedding": [[1.0, 0.0], [1.0, 1.0]], "rejected_embedding": [[0.0, 1.0], [1.0, 1.0]]}  # fmt: skip
