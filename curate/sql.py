@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import os
-import re
 from typing import TYPE_CHECKING, Any, Union
 
 import polars as pl
@@ -57,7 +56,16 @@ def sql(query: str, **tables: TableLike | None) -> pl.DataFrame:
     return run(query, **tables)[0]
 
 
-_NOT_IN_POLARS = re.compile(r"\b(INTERVAL|UNION)\b")
+def _lacking_in_polars(kind: Any) -> str | None:
+    """The DuckDB type in `kind` (itself, or nested in a struct, list, array or map) that Polars has no type for."""
+    if kind.id in ("interval", "union"):
+        return kind.id.upper()
+    if kind.id in ("struct", "list", "array", "map"):
+        for _, child in kind.children:
+            found = _lacking_in_polars(child) if hasattr(child, "id") else None  # an array's size is a number
+            if found:
+                return found
+    return None
 
 
 def to_polars(result: Any) -> pl.DataFrame:
@@ -67,9 +75,9 @@ def to_polars(result: Any) -> pl.DataFrame:
     column is a clear error that says how to cast it.
     """
     for name, kind in zip(result.columns, result.types):
-        found = _NOT_IN_POLARS.search(str(kind))
+        found = _lacking_in_polars(kind)
         if found:
-            how = "epoch(col) gives an INTERVAL in seconds" if found.group(1) == "INTERVAL" else "CAST(col AS VARCHAR) gives its text"
+            how = "epoch(col) gives an INTERVAL in seconds" if found == "INTERVAL" else "CAST(col AS VARCHAR) gives its text"
             raise CurateError(f"column {name!r} has DuckDB type {kind}, which Polars cannot hold; cast it in the query ({how}).")
     return pl.DataFrame(result)
 

@@ -46,7 +46,7 @@ def test_result_types_match_duckdbs_own_polars_conversion():
     query = (
         "select 1.5::decimal(10, 2) as d, 12345678901234567890::hugeint as h, [1, 2] as l, {'a': 1} as s, map([1], [2]) as m, "
         "'x'::blob as b, 'a'::enum('a', 'b') as e, null as n, 1::utinyint as u, '2020-01-01'::date as dt, "
-        "'2020-01-01 10:00'::timestamp as ts, [1, 2]::int[2] as arr, 'é'::varchar as v, 2.5::float as f"
+        "'2020-01-01 10:00'::timestamp as ts, [1, 2]::int[2] as arr, 'é'::varchar as v, 2.5::float as f, {'INTERVAL': 1} as named"
     )
     expected = duckdb.sql(query).pl()
     got = curate.sql(query)
@@ -54,7 +54,10 @@ def test_result_types_match_duckdbs_own_polars_conversion():
     assert got.rows() == expected.rows()
 
 
-@pytest.mark.parametrize(("column", "hint"), [("interval 1 day", "epoch"), ("union_value(k := 1)", "VARCHAR")])
+@pytest.mark.parametrize(
+    ("column", "hint"), [("interval 1 day", "epoch"), ("union_value(k := 1)", "VARCHAR"), ("{'a': [interval 1 day]}", "epoch"),
+                         ("map([1], [union_value(k := 1)])", "VARCHAR")],
+)  # fmt: skip
 def test_a_type_polars_cannot_hold_is_a_clear_error(column, hint):
     with pytest.raises(curate.CurateError, match=f"column 'x' has DuckDB type .*cannot hold.*{hint}"):
         curate.sql(f"select {column} as x")
