@@ -276,9 +276,9 @@ class HubSink:
         self.file = NativeSink(self.data / "whole.parquet", "parquet", metadata={"ARROW:schema": plain})
         return self.file.plan(lazy)
 
-    def written(self, track: str | None) -> int | None:
+    def written(self, track: str | None, rows: int | None = None) -> int | None:
         assert self.file is not None
-        distinct = self.file.written(track)
+        distinct = self.file.written(track, rows)
         self.rows = self.file.rows
         return distinct
 
@@ -458,12 +458,10 @@ def execute(
             sink.write(df)
 
         try:
-            if isinstance(sink, NativeSink) and count_in_plan and fmt == "jsonl":
-                *values, counted = pl.collect_all([sink.plan(lazy), *stats, lazy.select(pl.len())])[1:]
-                distinct = sink.written(track, rows=counted.item())
-            elif isinstance(sink, (NativeSink, HubSink)):
-                values = pl.collect_all([sink.plan(lazy), *stats])[1:]
-                distinct = sink.written(track)
+            if isinstance(sink, (NativeSink, HubSink)):
+                counted = count_in_plan and fmt == "jsonl"  # a Parquet footer holds its rows already
+                values = pl.collect_all([sink.plan(lazy), *stats, *([lazy.select(pl.len())] if counted else [])])[1:]
+                distinct = sink.written(track, rows=values.pop().item() if counted else None)
             else:
                 values = pl.collect_all([lazy.sink_batches(write, lazy=True, chunk_size=chunk_size, maintain_order=True), *stats])[1:]
                 distinct = len(seen) if track is not None else None
