@@ -25,7 +25,7 @@ if TYPE_CHECKING:
 UNITS = ("auto", "token", "word", "char")
 # Python's whitespace (str.isspace) is Unicode White_Space, which regex \s matches, plus U+001C–U+001F
 _WORD = r"[^\s\x1C-\x1F]+"
-_NOT_SIMPLE = r"[^\S ]|[\x1C-\x1F]|  |^ | $|^$"  # any whitespace but single inner spaces (or empty): needs the regex split
+_NOT_A_WORD = r"^$|[\s\x1C-\x1F]"  # a piece of a split on " " that is empty or holds other whitespace: its text needs the regex split
 _MAX_CODE = 0x10FFFF - 0x800  # code points available once the surrogate block is skipped
 
 
@@ -55,41 +55,93 @@ def symbols(flat_ids: np.ndarray) -> np.ndarray:
     return _code_points(flat_ids.ravel())
 
 
+def _decode(codes: np.ndarray) -> str:
+    """Code points (no surrogates) as one string; through UTF-16 when all are in the BMP (a third faster than UTF-32)."""
+    import numpy as np
+
+    if codes.size == 0 or codes.max() < 0x10000:
+        return codes.astype("<u2").tobytes().decode("utf-16-le")
+    return codes.astype("<u4", copy=False).tobytes().decode("utf-32-le")
+
+
+class SymbolStrings:
+    """Each sequence's symbols as a string for rapidfuzz (`lengths[i]` code points each), sliced on first use.
+
+    Indexing with an array of sequence numbers gives their strings (an object array). One string of all
+    the symbols is decoded at once; a sequence's own string is sliced from it when first asked for, so
+    the many sequences best-of-N² never compares are never built. `rows` maps row numbers to sequences
+    when rows share a sequence.
+    """
+
+    def __init__(self, codes: np.ndarray, lengths: np.ndarray, rows: np.ndarray | None = None) -> None:
+        import numpy as np
+
+        self._all = _decode(codes)
+        self._bounds = np.concatenate([[0], np.cumsum(lengths, dtype=np.int64)])
+        self._rows = rows
+        self._strings = np.empty(len(lengths), dtype=object)
+        self._built = np.zeros(len(lengths), dtype=bool)
+
+    def __getitem__(self, rows: np.ndarray) -> np.ndarray:
+        import numpy as np
+
+        seq = rows if self._rows is None else self._rows[rows]
+        new = np.unique(seq[~self._built[seq]])
+        if len(new):
+            text = self._all
+            self._strings[new] = [text[lo:hi] for lo, hi in zip(self._bounds[new].tolist(), self._bounds[new + 1].tolist(), strict=True)]
+            self._built[new] = True
+        return self._strings[seq]
+
+
 def as_strings(codes: np.ndarray, lengths: np.ndarray) -> np.ndarray:
     """One string per sequence from its code points (`lengths[i]` of them each, in order)."""
     import numpy as np
 
-    big = codes.astype("<u4", copy=False).tobytes().decode("utf-32-le")
-    offsets = np.concatenate([[0], np.cumsum(lengths, dtype=np.int64)]).tolist()
-    out = np.empty(len(lengths), dtype=object)
-    out[:] = [big[offsets[i] : offsets[i + 1]] for i in range(len(lengths))]
-    return out
+    return SymbolStrings(codes, lengths)[np.arange(len(lengths))]
 
 
-def split_words(texts: pl.Series) -> pl.Series:
-    """Words as Python's `str.split()` gives them: maximal runs of non-whitespace (`str.isspace`)."""
-    hard = texts.str.contains(_NOT_SIMPLE).fill_null(False)
-    if not hard.any():
-        return texts.str.split(" ")  # fast path, exact when the only whitespace is single inner spaces
-    easy = ~hard
-    words = pl.concat([texts.filter(easy).str.split(" "), texts.filter(hard).str.extract_all(_WORD)])
-    order = pl.concat([easy.arg_true(), hard.arg_true()])
-    return words.gather(order.arg_sort())
+def _word_ids(texts: pl.Series) -> tuple[np.ndarray, np.ndarray]:
+    """Every text's words (maximal runs of non-whitespace, as Python's `str.split()`) as ids, flattened, and each text's word count.
 
+    Texts are split on single spaces on every core, into ids in a fresh categorical namespace. Only
+    the distinct pieces are then checked for other whitespace: a piece that is empty (two spaces in a
+    row, a space at either end, an empty text) or holds a newline, a tab, ... is split by the exact rule
+    once, and each of its occurrences is replaced by its words. Most real responses hold newlines;
+    checking and splitting the distinct pieces, not the texts, spares a regex pass over all the text.
+    """
+    import numpy as np
 
-def _word_id_lists(texts: pl.Series) -> pl.Series:
-    """Each text's words (as `split_words`) as ids in a fresh categorical namespace, split on every core."""
-    kind = pl.List(pl.Categorical(pl.Categories.random()))
-    text = pl.col("t")
-    # split on single spaces everywhere (parallel); texts with other whitespace are split again exactly below
-    plan = pl.LazyFrame({"t": texts}).with_row_index("__i").select("__i", text.str.split(" ").cast(kind).alias("w"),
-                                                                       text.str.contains(_NOT_SIMPLE).fill_null(False).alias("hard"))  # fmt: skip
-    out = plan.collect(engine="streaming").sort("__i")
-    lists, hard = out["w"], out["hard"]
-    if not hard.any():
-        return lists
-    redo = texts.filter(hard).str.extract_all(_WORD).cast(kind)
-    return pl.concat([lists.filter(~hard), redo]).gather(pl.concat([(~hard).arg_true(), hard.arg_true()]).arg_sort())
+    categories = pl.Categories.random()
+    word = pl.Categorical(categories)
+    plan = pl.LazyFrame({"t": texts}).with_row_index("__i").select("__i", pl.col("t").str.split(" ").cast(pl.List(word)).alias("w"))
+    lists = plan.collect(engine="streaming").sort("__i")["w"]
+    lengths = lists.list.len().fill_null(0).to_numpy().astype(np.int64)
+    ids = lists.explode().drop_nulls().to_physical().to_numpy()  # a split never gives an empty list; a null text gives a null
+    pieces = categories.to_series()
+    bad = pieces.str.contains(_NOT_A_WORD).fill_null(False).to_numpy()
+    if not bad.any():
+        return ids, lengths
+    # each bad piece's words, in the same namespace: piece p becomes words[start[p] : start[p] + count[p]] (count 0: it goes)
+    split = pieces.filter(pl.Series(bad)).str.extract_all(_WORD)
+    words = split.explode().drop_nulls().cast(word).to_physical().to_numpy()
+    count = np.zeros(len(pieces), dtype=np.int64)
+    count[bad] = split.list.len().to_numpy()
+    start = np.zeros(len(pieces), dtype=np.int64)
+    start[bad] = np.cumsum(count[bad]) - count[bad]
+    is_bad = bad[ids]
+    at = np.flatnonzero(is_bad)  # occurrences of bad pieces
+    n = count[ids[at]]
+    grown = np.concatenate([[0], np.cumsum(n - 1)])  # words gained (or lost) before each occurrence
+    within = np.arange(int(n.sum()), dtype=np.int64) - np.repeat(np.cumsum(n) - n, n)
+    slots = np.repeat(at + grown[:-1], n) + within  # where the occurrences' words go
+    out = np.empty(len(ids) + int(grown[-1]), dtype=ids.dtype)
+    out[slots] = words[np.repeat(start[ids[at]], n) + within]
+    good = np.ones(len(out), dtype=bool)
+    good[slots] = False
+    out[good] = ids[~is_bad]  # the other pieces keep their order
+    text_ends = np.cumsum(lengths)
+    return out, np.diff(text_ends + grown[np.searchsorted(at, text_ends)], prepend=0)
 
 
 def _frequencies(ids: np.ndarray) -> np.ndarray:
@@ -111,9 +163,7 @@ def word_symbols(texts: pl.Series) -> tuple[np.ndarray, np.ndarray]:
     """
     import numpy as np
 
-    lists = _word_id_lists(texts)
-    lengths = lists.list.len().fill_null(0).to_numpy()
-    ids = lists.explode().drop_nulls().to_physical().to_numpy()  # empty lists explode to a null
+    ids, lengths = _word_ids(texts)
     if ids.size:
         order = np.argsort(-_frequencies(ids), kind="stable")
         rank = np.empty(len(order), dtype=np.uint32)

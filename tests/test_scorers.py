@@ -57,13 +57,14 @@ def test_edit_distance_prefers_token_ids():
 
 words = st.lists(st.sampled_from(["a", "b", "c", "dd", "é", "a\u00e9"]), max_size=12)
 spaces = st.sampled_from([" ", "  ", "\t", "\n", "\x0b", "\x1c", "\x1f", "\x85", "\u00a0", "\u2028", "\u3000"])  # all whitespace to str.split()
+ends = st.sampled_from(["", " ", "  ", "\n", " \t "])  # whitespace before the first word or after the last
 
 
 @settings(max_examples=150, deadline=None)
-@given(st.lists(st.tuples(words, words, spaces), min_size=1, max_size=8))
+@given(st.lists(st.tuples(words, words, spaces, ends, ends), min_size=1, max_size=8))
 def test_edit_distance_matches_reference_and_is_symmetric(rows):
-    chosen = [sp.join(a) for a, _, sp in rows]
-    rejected = [" ".join(b) for _, b, _ in rows]
+    chosen = [lead + sp.join(a) + trail for a, _, sp, lead, trail in rows]
+    rejected = [" ".join(b) for _, b, *_ in rows]
     fwd = score({"chosen": chosen, "rejected": rejected}, "edit_distance")["edit_distance"].to_list()
     back = score({"chosen": rejected, "rejected": chosen}, "edit_distance")["edit_distance"].to_list()
     assert fwd == back == [levenshtein(c.split(), r.split()) for c, r in zip(chosen, rejected, strict=True)]
