@@ -140,3 +140,29 @@ def test_candidate_pairs_match_brute_force(rows, rnd):
     a, b = candidate_pairs(prompt, row, reward)
     expected = sorted((prompt[i], row[i], row[j]) for i in range(len(rows)) for j in range(len(rows)) if prompt[i] == prompt[j] and reward[i] > reward[j])
     assert [(prompt[x], row[x], row[y]) for x, y in zip(a, b, strict=True)] == expected
+
+
+def test_bound_waves_by_hand():
+    """Each prompt's pairs by decreasing bound (ties in input order), in waves of ranks [0, m), [m, 3m), [3m, 7m)."""
+    import numpy as np
+
+    from curate.best_of_n2 import bound_waves
+
+    prompt = np.array([0, 0, 0, 0, 0, 1, 1])
+    bound = np.array([0.1, 0.5, 0.3, 0.5, 0.2, 0.9, 0.8])
+    # prompt 0 by bound: 1 and 3 (a tie, input order), 2, 4, 0 (ranks 0-4); prompt 1: 5, 6 (ranks 0-1)
+    assert [w.tolist() for w in bound_waves(prompt, bound, 1)] == [[1, 5], [3, 2, 6], [4, 0]]
+    assert [w.tolist() for w in bound_waves(prompt, bound, 2)] == [[1, 3, 5, 6], [2, 4, 0]]
+    assert [w.tolist() for w in bound_waves(prompt[:0], bound[:0], 3)] == [[]]
+
+
+def test_symbol_strings_slice_each_sequence_when_asked():
+    import numpy as np
+
+    from scorers.edit_distance import SymbolStrings
+
+    astral = SymbolStrings(np.array([97, 98, 0x1F600, 99], dtype=np.uint32), np.array([2, 0, 2]))  # beyond the BMP: UTF-32
+    assert astral[np.array([2, 0, 1, 2])].tolist() == ["\U0001f600c", "ab", "", "\U0001f600c"]
+    shared = SymbolStrings(np.array([97, 0xE000, 99], dtype=np.uint32), np.array([1, 2]), rows=np.array([1, 1, 0]))  # BMP: UTF-16
+    assert shared[np.array([0, 2])].tolist() == ["\ue000c", "a"]
+    assert shared[np.array([1])].tolist() == ["\ue000c"]
