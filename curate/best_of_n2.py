@@ -21,17 +21,20 @@ bounded); only the k chosen pairs per prompt are joined back to the full rows.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass, field
+from typing import TypeVar
 
 import numpy as np
 import polars as pl
 
 from curate.roles import KEY, PROMPT_ORDER, ROW
 from scorers.dcrm import dcrm_expr
-from scorers.edit_distance import SymbolStrings, token_symbols, word_symbols
+from scorers.edit_distance import as_strings, token_symbols, word_symbols
 from scorers.errors import CurateError, SchemaError
 from scorers.functions import sigmoid
 
+T = TypeVar("T")
 C_ROW, R_ROW = "__chosen_row", "__rejected_row"
 _BUCKETS = (4, 8, 16, 32, 64, 128, 256, 512, 1024, 4096)  # score_cutoff values, one rapidfuzz call each
 CHUNK_PROMPTS = 20_000
@@ -97,49 +100,62 @@ _TEXTS_PER_BATCH = 4096  # texts whose symbols are counted at once
 _PAIRS_PER_BATCH = 16_384  # pairs whose bucket counts are compared at once (small enough to stay in cache: batch x buckets x 1-4 bytes, three times)
 
 
+def in_batches(n: int, size: int, work: Callable[[int, int], T]) -> list[T]:
+    """`work(start, stop)` on [0, n) in batches of `size`, on Polars' thread pool size of threads (NumPy's loops release the GIL); results in order."""
+    spans = [(start, min(n, start + size)) for start in range(0, n, size)]
+    if len(spans) < 2:
+        return [work(*span) for span in spans]
+    from concurrent.futures import ThreadPoolExecutor
+
+    with ThreadPoolExecutor(min(len(spans), pl.thread_pool_size())) as pool:
+        return list(pool.map(lambda span: work(*span), spans))
+
+
 def histograms(codes: np.ndarray, lengths: np.ndarray) -> np.ndarray:
     """Per text, how many of its symbols fall in each of HISTOGRAM_BUCKETS buckets (code point mod HISTOGRAM_BUCKETS).
 
     `codes` holds every text's symbols (code points) one after another, `lengths[i]` of them for text i.
-    Counted a batch of texts at a time: small temporaries (fresh pages cost more than the counting) in
-    the narrowest type that holds the counts (the pairs' comparison moves batch x buckets of them).
+    Counted a batch of texts at a time, on every core: small temporaries (fresh pages cost more than the
+    counting), each kept in the narrowest type that holds its counts (the pairs' comparison moves batch x
+    buckets of them); the table takes the widest.
     """
-    n = len(lengths)
-    out = np.zeros((n, HISTOGRAM_BUCKETS), dtype=np.uint8)
     ends = np.cumsum(lengths, dtype=np.int64)
-    for start in range(0, n, _TEXTS_PER_BATCH):
-        stop = min(n, start + _TEXTS_PER_BATCH)
+
+    def count(start: int, stop: int) -> np.ndarray:
         owner = np.repeat(np.arange(0, (stop - start) * HISTOGRAM_BUCKETS, HISTOGRAM_BUCKETS, dtype=np.intp), lengths[start:stop])
         owner += codes[ends[start] - lengths[start] : ends[stop - 1]] % HISTOGRAM_BUCKETS
         counts = np.bincount(owner, minlength=(stop - start) * HISTOGRAM_BUCKETS).reshape(stop - start, HISTOGRAM_BUCKETS)
         most = int(counts.max(initial=0))
-        if most > np.iinfo(out.dtype).max:
-            out = out.astype(np.uint16 if most < 2**16 else np.uint32)
-        out[start:stop] = counts
-    return out
+        return counts.astype(np.uint8 if most < 2**8 else np.uint16 if most < 2**16 else np.uint32)
+
+    parts = in_batches(len(lengths), _TEXTS_PER_BATCH, count)
+    return np.concatenate(parts) if parts else np.zeros((0, HISTOGRAM_BUCKETS), dtype=np.uint8)
 
 
 def distance_lower_bound(hist: np.ndarray, a: np.ndarray, b: np.ndarray) -> np.ndarray:
     """L(a, b) = max(Σ (h(a) − h(b))⁺, Σ (h(b) − h(a))⁺) for each pair (a[i], b[i]): at most their edit distance.
 
-    Computed as max(ℓ(a), ℓ(b)) − Σ min(h(a), h(b)), since Σ (h(a) − h(b))⁺ = ℓ(a) − Σ min(h(a), h(b)).
+    Computed as max(ℓ(a), ℓ(b)) − Σ min(h(a), h(b)), since Σ (h(a) − h(b))⁺ = ℓ(a) − Σ min(h(a), h(b)), a
+    batch of pairs at a time on every core.
     """
     total = hist.sum(axis=1, dtype=np.int64)
     out = np.maximum(total[a], total[b])
     narrow = np.uint16 if hist.dtype == np.uint8 and hist.shape[1] * 255 < 2**16 else np.int64  # a row's sum fits: a cheaper reduction
-    for start in range(0, len(a), _PAIRS_PER_BATCH):
-        common = np.minimum(hist[a[start : start + _PAIRS_PER_BATCH]], hist[b[start : start + _PAIRS_PER_BATCH]])
-        out[start : start + len(common)] -= common.sum(axis=1, dtype=narrow)
+
+    def subtract_common(start: int, stop: int) -> None:
+        out[start:stop] -= np.minimum(hist[a[start:stop]], hist[b[start:stop]]).sum(axis=1, dtype=narrow)
+
+    in_batches(len(a), _PAIRS_PER_BATCH, subtract_common)
     return out
 
 
-def _encode(df: pl.DataFrame, unit: str) -> tuple[SymbolStrings, np.ndarray, np.ndarray, np.ndarray]:
-    """Per response: its encoded text (for rapidfuzz, built when first compared), its length, whether it is missing, its histogram."""
+def _encode(df: pl.DataFrame, unit: str) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+    """Per response: its encoded text (for rapidfuzz), its length, whether it is missing, its histogram."""
     if unit == "token":
         ids = df["token_ids"]
         missing = ids.is_null().to_numpy()
         codes, lengths = token_symbols(ids.fill_null([]))
-        return SymbolStrings(codes, lengths), lengths, missing, histograms(codes, lengths)
+        return as_strings(codes, lengths), lengths, missing, histograms(codes, lengths)
     # each distinct text is encoded once: the rows take their text's encoding
     texts = df["response"]
     missing = texts.is_null().to_numpy()
@@ -157,13 +173,13 @@ def _encode(df: pl.DataFrame, unit: str) -> tuple[SymbolStrings, np.ndarray, np.
         counts = unique.str.len_chars().to_numpy().astype(np.int64)
     else:
         codes, counts = word_symbols(unique)
-    hist = histograms(codes, counts)
+    strings, hist = as_strings(codes, counts), histograms(codes, counts)
     if rows is None:
-        return SymbolStrings(codes, counts), counts, missing, hist
-    return SymbolStrings(codes, counts, rows), counts[rows], missing, hist[rows]
+        return strings, counts, missing, hist
+    return strings[rows], counts[rows], missing, hist[rows]
 
 
-def _distances(encoded: SymbolStrings, a: np.ndarray, b: np.ndarray, cutoff: int | None) -> np.ndarray:
+def _distances(encoded: np.ndarray, a: np.ndarray, b: np.ndarray, cutoff: int | None) -> np.ndarray:
     from rapidfuzz.distance import Levenshtein
     from rapidfuzz.process import cpdist
 
@@ -172,7 +188,7 @@ def _distances(encoded: SymbolStrings, a: np.ndarray, b: np.ndarray, cutoff: int
     return cpdist(encoded[a], encoded[b], scorer=Levenshtein.distance, score_cutoff=cutoff, workers=-1, dtype=np.int64)
 
 
-def _score_wave(wave: pl.DataFrame, encoded: SymbolStrings, epsilon: float, stats: TopK) -> list[pl.DataFrame]:
+def _score_wave(wave: pl.DataFrame, encoded: np.ndarray, epsilon: float, stats: TopK) -> list[pl.DataFrame]:
     """Exact DCRM of the pairs of a wave that can still reach their prompt's threshold `kth` (cutoffs in buckets)."""
     # the largest distance that can still reach the threshold (+1 against rounding); bucket -1: no cutoff
     reach = ((sigmoid(pl.col("reward_margin")) - 0.5) / pl.col("kth") - pl.col("d_prob") - epsilon).floor() + 1
@@ -213,17 +229,14 @@ def candidate_pairs(prompt: np.ndarray, row: np.ndarray, reward: np.ndarray) -> 
 
 
 def bound_waves(prompt: np.ndarray, bound: np.ndarray, m: int) -> list[np.ndarray]:
-    """Pair indices in waves of decreasing bound: each prompt's ranks [0, m), then [m, 3m), [3m, 7m), ... (ties in input order).
+    """Pair indices in waves by each prompt's bound ranks, largest first: [0, m), then [m, 3m), [3m, 7m), ... (ties in input order).
 
-    Each wave raises the prompts' thresholds for the next, so few pairs of the later, larger waves are scored.
+    Each wave raises the prompts' thresholds for the next, so few pairs of the later, larger waves are
+    scored. A wave lists its pairs in input order.
     """
-    order = pl.DataFrame({"p": prompt, "bound": bound}).select(pl.arg_sort_by("p", "bound", descending=[False, True], maintain_order=True))
-    order = order.to_series().to_numpy()
-    grouped = prompt[order]
-    starts = np.flatnonzero(np.r_[True, grouped[1:] != grouped[:-1]]) if len(order) else np.zeros(0, dtype=np.int64)
-    rank = np.arange(len(order)) - np.repeat(starts, np.diff(np.r_[starts, len(order)]))  # within the prompt
-    wave = np.frexp((rank // m + 1).astype(np.float64))[1] - 1  # floor(log2(rank // m + 1)), exactly
-    return np.split(order[np.argsort(wave, kind="stable")], np.cumsum(np.bincount(wave))[:-1])
+    rank = pl.DataFrame({"p": prompt, "bound": bound}).select(pl.col("bound").rank("ordinal", descending=True).over("p")).to_series().to_numpy()
+    wave = (np.frexp(((rank - 1) // m + 1).astype(np.float64))[1] - 1).astype(np.uint8)  # floor(log2(rank // m + 1)), exactly; 8 bits: a radix sort
+    return np.split(np.argsort(wave, kind="stable"), np.cumsum(np.bincount(wave))[:-1])
 
 
 def _chunk(df: pl.DataFrame, k: int, *, unit: str, use_prob: bool, has_ref: bool, epsilon: float, stats: TopK) -> pl.DataFrame:

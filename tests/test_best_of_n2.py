@@ -81,19 +81,24 @@ def test_token_unit_and_missing_token_ids_are_counted():
 
 
 @settings(max_examples=200, deadline=None)
-@given(st.lists(st.lists(st.integers(0, 300), max_size=40), min_size=2, max_size=8))
-def test_the_bucket_bound_never_exceeds_the_edit_distance(sequences):
-    """L(a, b) ≤ Levenshtein(a, b) (rapidfuzz, on the same symbols) and L ≥ the lengths' difference, for every pair."""
+@given(st.lists(st.lists(st.integers(0, 300), max_size=40), min_size=2, max_size=8), st.integers(1, 70))
+def test_the_bucket_bound_never_exceeds_the_edit_distance(sequences, batch):
+    """L(a, b) ≤ Levenshtein(a, b) (rapidfuzz, on the same symbols) and L ≥ the lengths' difference, for every pair, in batches of any size."""
     import numpy as np
     from rapidfuzz.distance import Levenshtein
 
-    from curate.best_of_n2 import distance_lower_bound, histograms
+    import curate.best_of_n2 as bon
 
     codes = np.array([0x100 + v for seq in sequences for v in seq], dtype=np.uint32)
     lengths = np.array([len(seq) for seq in sequences], dtype=np.int64)
     n = len(sequences)
     a, b = np.repeat(np.arange(n), n), np.tile(np.arange(n), n)
-    lower = distance_lower_bound(histograms(codes, lengths), a, b)
+    old = bon._PAIRS_PER_BATCH
+    bon._PAIRS_PER_BATCH = batch
+    try:
+        lower = bon.distance_lower_bound(bon.histograms(codes, lengths), a, b)
+    finally:
+        bon._PAIRS_PER_BATCH = old
     for i, j, low in zip(a, b, lower, strict=True):
         assert abs(len(sequences[i]) - len(sequences[j])) <= low <= Levenshtein.distance(sequences[i], sequences[j])
 
@@ -143,7 +148,7 @@ def test_candidate_pairs_match_brute_force(rows, rnd):
 
 
 def test_bound_waves_by_hand():
-    """Each prompt's pairs by decreasing bound (ties in input order), in waves of ranks [0, m), [m, 3m), [3m, 7m)."""
+    """Each prompt's pairs ranked by decreasing bound (ties in input order), in waves of ranks [0, m), [m, 3m), [3m, 7m), each in input order."""
     import numpy as np
 
     from curate.best_of_n2 import bound_waves
@@ -151,18 +156,20 @@ def test_bound_waves_by_hand():
     prompt = np.array([0, 0, 0, 0, 0, 1, 1])
     bound = np.array([0.1, 0.5, 0.3, 0.5, 0.2, 0.9, 0.8])
     # prompt 0 by bound: 1 and 3 (a tie, input order), 2, 4, 0 (ranks 0-4); prompt 1: 5, 6 (ranks 0-1)
-    assert [w.tolist() for w in bound_waves(prompt, bound, 1)] == [[1, 5], [3, 2, 6], [4, 0]]
-    assert [w.tolist() for w in bound_waves(prompt, bound, 2)] == [[1, 3, 5, 6], [2, 4, 0]]
+    assert [w.tolist() for w in bound_waves(prompt, bound, 1)] == [[1, 5], [2, 3, 6], [0, 4]]
+    assert [w.tolist() for w in bound_waves(prompt, bound, 2)] == [[1, 3, 5, 6], [0, 2, 4]]
+    assert [w.tolist() for w in bound_waves(prompt, bound, 5)] == [[0, 1, 2, 3, 4, 5, 6]]
     assert [w.tolist() for w in bound_waves(prompt[:0], bound[:0], 3)] == [[]]
 
 
-def test_symbol_strings_slice_each_sequence_when_asked():
+def test_as_strings_one_string_per_sequence():
     import numpy as np
 
-    from scorers.edit_distance import SymbolStrings
+    from scorers.edit_distance import as_strings
 
-    astral = SymbolStrings(np.array([97, 98, 0x1F600, 99], dtype=np.uint32), np.array([2, 0, 2]))  # beyond the BMP: UTF-32
-    assert astral[np.array([2, 0, 1, 2])].tolist() == ["\U0001f600c", "ab", "", "\U0001f600c"]
-    shared = SymbolStrings(np.array([97, 0xE000, 99], dtype=np.uint32), np.array([1, 2]), rows=np.array([1, 1, 0]))  # BMP: UTF-16
-    assert shared[np.array([0, 2])].tolist() == ["\ue000c", "a"]
-    assert shared[np.array([1])].tolist() == ["\ue000c"]
+    got = as_strings(np.array([97, 98, 0x1F600, 99], dtype=np.uint32), np.array([2, 0, 2, 0]))
+    assert got.tolist() == ["ab", "", "\U0001f600c", ""]
+    assert as_strings(np.array([0xD7FF, 97], dtype=np.uint32), np.array([1, 1])).tolist() == ["\ud7ff", "a"]  # the separator skips the surrogates
+    assert as_strings(np.array([0x10FFFF, 97], dtype=np.uint32), np.array([1, 1])).tolist() == ["\U0010ffff", "a"]  # no code point left
+    assert as_strings(np.array([], dtype=np.uint32), np.array([0])).tolist() == [""]
+    assert as_strings(np.array([], dtype=np.uint32), np.array([], dtype=np.int64)).tolist() == []
