@@ -215,17 +215,14 @@ def candidate_pairs(prompt: np.ndarray, row: np.ndarray, reward: np.ndarray) -> 
     grouped = prompt[order]
     starts = np.flatnonzero(np.r_[True, grouped[1:] != grouped[:-1]]) if len(order) else np.zeros(0, dtype=np.int64)
     sizes = np.diff(np.r_[starts, len(order)])
-    offsets = np.cumsum(sizes * sizes) - sizes * sizes  # where each prompt's n x n grid starts in the output
-    a = np.empty(int((sizes * sizes).sum()), dtype=np.int64)
-    b = np.empty_like(a)
-    for n in np.unique(sizes).tolist():  # prompts of one size at a time: their grids are one broadcast (row-major: a, then b)
-        same = np.flatnonzero(sizes == n)
-        cell = np.arange(n * n, dtype=np.int64)
-        at = (offsets[same][:, None] + cell).ravel()
-        a[at] = order[(starts[same][:, None] + cell // n).ravel()]
-        b[at] = order[(starts[same][:, None] + cell % n).ravel()]
-    keep = reward[a] > reward[b]
-    return a[keep], b[keep]
+    # each row (in that order) meets every row of its prompt: a run of n entries per row, the prompt's n x n grid row-major
+    n = np.repeat(sizes, sizes)
+    run = np.cumsum(n) - n  # where each row's run starts
+    a = np.repeat(np.arange(len(order)), n)
+    b = np.repeat(np.repeat(starts, sizes) - run, n) + np.arange(len(a))  # the prompt's first row + the place in the run
+    ordered = reward[order]
+    keep = np.repeat(ordered, n) > ordered[b]
+    return order[a[keep]], order[b[keep]]
 
 
 def bound_waves(prompt: np.ndarray, bound: np.ndarray, m: int) -> list[np.ndarray]:
