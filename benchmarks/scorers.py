@@ -2,6 +2,7 @@
 
     python benchmarks/scorers.py                       # 20,000 prompts x 16 responses of ~100 words
     python benchmarks/scorers.py --prompts 2000        # a quicker run
+    python benchmarks/scorers.py --newlines            # a line break every 12 words, as in Markdown responses
 
 Each method runs in its own child process (so peak RSS is its own) on the same Parquet file, written
 once by the parent. Printed: seconds, peak RSS, and each time as a ratio of curate's. The methods:
@@ -39,8 +40,11 @@ import polars as pl  # noqa: E402
 METHODS = ("curate", "pandas", "pure-python", "floor-words", "floor-encoded")
 
 
-def make_samples(prompts: int, responses: int, words: int, seed: int = 0) -> pl.DataFrame:
-    """Each prompt has a base answer of ~`words` words; its responses are noisy copies (20% of words changed)."""
+def make_samples(prompts: int, responses: int, words: int, seed: int = 0, newlines: bool = False) -> pl.DataFrame:
+    """Each prompt has a base answer of ~`words` words; its responses are noisy copies (20% of words changed).
+
+    `newlines`: every 12th space becomes a line break, as in the Markdown most responses are.
+    """
     rng = np.random.default_rng(seed)
     vocab = np.array([f"w{i}" for i in range(8000)], dtype=object)
     texts = []
@@ -53,11 +57,14 @@ def make_samples(prompts: int, responses: int, words: int, seed: int = 0) -> pl.
             keep = ids[: words + rng.integers(-words // 5, words // 5 + 1)]
             texts.append(" ".join(vocab[keep]))
     n = prompts * responses
+    response = pl.Series(texts)
+    if newlines:
+        response = response.str.replace_all(r"((?:\S+ ){11}\S+) ", "$1\n")
     return pl.DataFrame(
         {
             "prompt_id": np.repeat([f"q{i}" for i in range(prompts)], responses),
             "prompt": np.repeat([f"question {i}" for i in range(prompts)], responses),
-            "response": texts,
+            "response": response,
             "model": "policy",
             "reward": np.round(rng.normal(0, 2, n), 1),  # rounded: some reward ties, as with graded data
         }
@@ -148,6 +155,7 @@ def main() -> None:
     ap.add_argument("--prompts", type=int, default=20_000)
     ap.add_argument("--responses", type=int, default=16)
     ap.add_argument("--words", type=int, default=100)
+    ap.add_argument("--newlines", action="store_true", help="a line break in place of every 12th space (real responses are Markdown)")
     ap.add_argument("--pure-python-prompts", type=int, default=100, help="subset size for the extrapolated pure-Python baseline")
     ap.add_argument("--methods", default=",".join(METHODS))
     ap.add_argument("--child", choices=METHODS, help=argparse.SUPPRESS)
@@ -161,7 +169,7 @@ def main() -> None:
     with tempfile.TemporaryDirectory() as tmp:
         data = Path(tmp) / "samples.parquet"
         t0 = time.perf_counter()
-        make_samples(args.prompts, args.responses, args.words).write_parquet(data)
+        make_samples(args.prompts, args.responses, args.words, newlines=args.newlines).write_parquet(data)
         print(f"synthetic samples: {args.prompts:,} prompts x {args.responses} responses (~{args.words} words) "
               f"in {time.perf_counter() - t0:.1f}s; cores: {os.cpu_count()}")  # fmt: skip
         results, outputs = {}, {}

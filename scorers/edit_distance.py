@@ -25,6 +25,7 @@ if TYPE_CHECKING:
 UNITS = ("auto", "token", "word", "char")
 # Python's whitespace (str.isspace) is Unicode White_Space, which regex \s matches, plus U+001C–U+001F
 _WORD = r"[^\s\x1C-\x1F]+"
+_LINE_SPACES = ("\n", "\t", "\r")  # the common whitespace besides " ": made spaces before the split
 _NOT_A_WORD = r"^$|[\s\x1C-\x1F]"  # a piece of a split on " " that is empty or holds other whitespace: its text needs the regex split
 _MAX_CODE = 0x10FFFF - 0x800  # code points available once the surrogate block is skipped
 
@@ -83,17 +84,23 @@ def as_strings(codes: np.ndarray, lengths: np.ndarray) -> np.ndarray:
 def _word_ids(texts: pl.Series) -> tuple[np.ndarray, np.ndarray]:
     """Every text's words (maximal runs of non-whitespace, as Python's `str.split()`) as ids, flattened, and each text's word count.
 
-    Texts are split on single spaces on every core, into ids in a fresh categorical namespace. Only
-    the distinct pieces are then checked for other whitespace: a piece that is empty (two spaces in a
-    row, a space at either end, an empty text) or holds a newline, a tab, ... is split by the exact rule
-    once, and each of its occurrences is replaced by its words. Most real responses hold newlines;
-    checking and splitting the distinct pieces, not the texts, spares a regex pass over all the text.
+    Newlines, tabs and carriage returns become spaces (literal replaces, only of those present), then
+    texts are split on single spaces on every core, into ids in a fresh categorical namespace. Only the
+    distinct pieces are then checked for other whitespace: a piece that is empty (a run of spaces, a
+    space at either end, an empty text) or holds another space character is split by the exact rule
+    once, and each of its occurrences is replaced by its words. Checking distinct pieces, not texts,
+    spares a regex pass over all the text; replacing the common line breaks first keeps the pieces
+    words (a piece "end.\nNext" would be one more distinct piece for each pair of words).
     """
     import numpy as np
 
+    text = pl.col("t")
+    present = pl.LazyFrame({"t": texts}).select(text.str.contains(c, literal=True).any().alias(c) for c in _LINE_SPACES).collect(engine="streaming")
+    for c in _LINE_SPACES:
+        text = text.str.replace_all(c, " ", literal=True) if present[c].item() else text
     categories = pl.Categories.random()
     word = pl.Categorical(categories)
-    plan = pl.LazyFrame({"t": texts}).with_row_index("__i").select("__i", pl.col("t").str.split(" ").cast(pl.List(word)).alias("w"))
+    plan = pl.LazyFrame({"t": texts}).with_row_index("__i").select("__i", text.str.split(" ").cast(pl.List(word)).alias("w"))
     lists = plan.collect(engine="streaming").sort("__i")["w"]
     lengths = lists.list.len().fill_null(0).to_numpy().astype(np.int64)
     ids = lists.explode().drop_nulls().to_physical().to_numpy()  # a split never gives an empty list; a null text gives a null
@@ -110,8 +117,13 @@ def _word_ids(texts: pl.Series) -> tuple[np.ndarray, np.ndarray]:
     start[bad] = np.cumsum(count[bad]) - count[bad]
     is_bad = bad[ids]
     at = np.flatnonzero(is_bad)  # occurrences of bad pieces
+    text_ends = np.cumsum(lengths)
+    before = np.searchsorted(at, text_ends)  # occurrences before each text's end
+    if not count.any():  # every bad piece is empty (runs of spaces): they go
+        return ids[~is_bad], np.diff(text_ends - before, prepend=0)
     n = count[ids[at]]
     grown = np.concatenate([[0], np.cumsum(n - 1)])  # words gained (or lost) before each occurrence
+    lengths = np.diff(text_ends + grown[before], prepend=0)
     within = np.arange(int(n.sum()), dtype=np.int64) - np.repeat(np.cumsum(n) - n, n)
     slots = np.repeat(at + grown[:-1], n) + within  # where the occurrences' words go
     out = np.empty(len(ids) + int(grown[-1]), dtype=ids.dtype)
@@ -119,8 +131,7 @@ def _word_ids(texts: pl.Series) -> tuple[np.ndarray, np.ndarray]:
     good = np.ones(len(out), dtype=bool)
     good[slots] = False
     out[good] = ids[~is_bad]  # the other pieces keep their order
-    text_ends = np.cumsum(lengths)
-    return out, np.diff(text_ends + grown[np.searchsorted(at, text_ends)], prepend=0)
+    return out, lengths
 
 
 def _frequencies(ids: np.ndarray) -> np.ndarray:
