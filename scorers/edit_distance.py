@@ -25,6 +25,7 @@ if TYPE_CHECKING:
 UNITS = ("auto", "token", "word", "char")
 # Python's whitespace (str.isspace) is Unicode White_Space, which regex \s matches, plus U+001C–U+001F
 _WORD = r"[^\s\x1C-\x1F]+"
+_STRINGS_PER_BATCH = 4096  # sequences decoded at once
 _LINE_SPACES = ("\n", "\t", "\r")  # the common whitespace besides " ": made spaces before the split
 _NOT_A_WORD = r"^$|[\s\x1C-\x1F]"  # a piece of a split on " " that is empty or holds other whitespace: its text needs the regex split
 _MAX_CODE = 0x10FFFF - 0x800  # code points available once the surrogate block is skipped
@@ -59,25 +60,27 @@ def symbols(flat_ids: np.ndarray) -> np.ndarray:
 def as_strings(codes: np.ndarray, lengths: np.ndarray) -> np.ndarray:
     """One string per sequence from its code points (`lengths[i]` of them each, in order).
 
-    The sequences are decoded as one text, a code point unused by any of them between each two, and
-    split on it: the slicing runs in C (a Python slice per sequence took twice as long).
+    A batch of sequences at a time is decoded as one text, with a code point none of them uses between
+    each two, and split on it: the slicing runs in C (a Python slice per sequence took twice as long),
+    and the temporaries stay small (one copy of all the codes cost more in fresh pages than the work).
     """
     import codecs
 
     import numpy as np
 
     out = np.empty(len(lengths), dtype=object)
-    if len(lengths) == 0:
-        return out
     ends = np.cumsum(lengths, dtype=np.int64)
+    codes = codes.astype("<u4", copy=False)
     sep = int(codes.max(initial=0)) + 1
     sep = max(sep, 0xE000) if sep >= 0xD800 else sep  # never a surrogate
-    if sep > 0x10FFFF:  # every code point is taken: slice each sequence
-        text = codecs.utf_32_le_decode(codes.astype("<u4", copy=False))[0]
-        out[:] = [text[lo:hi] for lo, hi in zip((ends - lengths).tolist(), ends.tolist(), strict=True)]
-        return out
-    joined = np.insert(codes.astype("<u4", copy=False), ends[:-1], np.uint32(sep))
-    out[:] = codecs.utf_32_le_decode(joined)[0].split(chr(sep))
+    for start in range(0, len(lengths), _STRINGS_PER_BATCH):
+        stop = min(len(lengths), start + _STRINGS_PER_BATCH)
+        lo, hi = int(ends[start] - lengths[start]), int(ends[stop - 1])
+        if sep > 0x10FFFF:  # every code point is taken: slice each sequence
+            text = codecs.utf_32_le_decode(codes[lo:hi])[0]
+            out[start:stop] = [text[a - lo : b - lo] for a, b in zip((ends[start:stop] - lengths[start:stop]).tolist(), ends[start:stop].tolist(), strict=True)]
+        else:
+            out[start:stop] = codecs.utf_32_le_decode(np.insert(codes[lo:hi], ends[start : stop - 1] - lo, np.uint32(sep)))[0].split(chr(sep))
     return out
 
 

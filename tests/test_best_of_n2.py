@@ -162,11 +162,14 @@ def test_bound_waves_by_hand():
     assert [w.tolist() for w in bound_waves(prompt[:0], bound[:0], 3)] == [[]]
 
 
-def test_as_strings_one_string_per_sequence():
+@pytest.mark.parametrize("batch", [1, 2, 4096])
+def test_as_strings_one_string_per_sequence(batch, monkeypatch):
     import numpy as np
 
+    import scorers.edit_distance
     from scorers.edit_distance import as_strings
 
+    monkeypatch.setattr(scorers.edit_distance, "_STRINGS_PER_BATCH", batch)
     got = as_strings(np.array([97, 98, 0x1F600, 99], dtype=np.uint32), np.array([2, 0, 2, 0]))
     assert got.tolist() == ["ab", "", "\U0001f600c", ""]
     assert as_strings(np.array([0xD7FF, 97], dtype=np.uint32), np.array([1, 1])).tolist() == ["\ud7ff", "a"]  # the separator skips the surrogates
