@@ -3,6 +3,8 @@
     python benchmarks/scorers.py                       # 20,000 prompts x 16 responses of ~100 words
     python benchmarks/scorers.py --prompts 2000        # a quicker run
     python benchmarks/scorers.py --newlines            # a line break every 12 words, as in Markdown responses
+    python benchmarks/scorers.py --save-data s.parquet # only write the samples; then time one method on them:
+    python benchmarks/scorers.py --child curate --data s.parquet --out out.parquet
 
 Each method runs in its own child process (so peak RSS is its own) on the same Parquet file, written
 once by the parent. Printed: seconds, peak RSS, and each time as a ratio of curate's. The methods:
@@ -158,12 +160,16 @@ def main() -> None:
     ap.add_argument("--newlines", action="store_true", help="a line break in place of every 12th space (real responses are Markdown)")
     ap.add_argument("--pure-python-prompts", type=int, default=100, help="subset size for the extrapolated pure-Python baseline")
     ap.add_argument("--methods", default=",".join(METHODS))
+    ap.add_argument("--save-data", type=Path, help="only write the synthetic samples to this Parquet file (to time --child runs on it)")
     ap.add_argument("--child", choices=METHODS, help=argparse.SUPPRESS)
     ap.add_argument("--data", type=Path, help=argparse.SUPPRESS)
     ap.add_argument("--out", type=Path, help=argparse.SUPPRESS)
     args = ap.parse_args()
     if args.child:
         child(args.child, args.data, args.out, args.pure_python_prompts)
+        return
+    if args.save_data:
+        make_samples(args.prompts, args.responses, args.words, newlines=args.newlines).write_parquet(args.save_data)
         return
 
     with tempfile.TemporaryDirectory() as tmp:
