@@ -101,7 +101,7 @@ _PAIRS_PER_BATCH = 16_384  # pairs whose bucket counts are compared at once (sma
 
 
 def in_batches(n: int, size: int, work: Callable[[int, int], T]) -> list[T]:
-    """`work(start, stop)` on [0, n) in batches of `size`, on Polars' thread pool size of threads (NumPy's loops release the GIL); results in order."""
+    """`work(start, stop)` on [0, n) in batches of `size`, results in order, on as many threads as Polars uses (NumPy releases the GIL)."""
     spans = [(start, min(n, start + size)) for start in range(0, n, size)]
     if len(spans) < 2:
         return [work(*span) for span in spans]
@@ -260,15 +260,16 @@ def _chunk(df: pl.DataFrame, k: int, *, unit: str, use_prob: bool, has_ref: bool
     a, b = a[live], b[live]
     margin, ref_gap, p = reward[a] - reward[b], ref_gap.gather(live), prompt[a] - (prompt.min() if len(prompt) else 0)
     d_prob = ref_gap.to_numpy() if use_prob else np.zeros(len(a))  # no nulls left when used
-    bound = pl.DataFrame({"reward_margin": margin, "lower": lower[live], "d_prob": d_prob}).select(dcrm_expr(pl.col("lower"), pl.col("d_prob"), epsilon))
+    bound = pl.DataFrame({"reward_margin": margin, "lower": lower[live], "d_prob": d_prob})
+    bound = bound.select(dcrm_expr(pl.col("lower"), pl.col("d_prob"), epsilon)).to_series().to_numpy()  # DCRM's upper bound, per pair
     kth = np.full(int(p.max(initial=0)) + 1, np.nan)  # each prompt's k-th best DCRM so far (NaN: fewer than k scored)
     kth_of = pl.col("dcrm").max() if k == 1 else pl.when(pl.len() >= k).then(pl.col("dcrm").top_k(k).min())  # max: 8x faster than top_k(1)
-    bound = bound.to_series().to_numpy()
     scored: list[pl.DataFrame] = []
     for idx in bound_waves(p, bound, k + 2):
         idx = idx[~(bound[idx] < kth[p[idx]])]  # a pair whose bound is under its prompt's threshold cannot make the top k
-        wave = pl.DataFrame({"__p": p[idx], "i": a[idx], "i_r": b[idx], "reward_margin": margin[idx], "ref_gap": ref_gap.gather(idx), "d_prob": d_prob[idx],
-                             "len": lengths[a[idx]], "len_r": lengths[b[idx]], "kth": pl.Series(kth[p[idx]], nan_to_null=True)})  # fmt: skip
+        wave = pl.DataFrame({"__p": p[idx], "i": a[idx], "i_r": b[idx], "reward_margin": margin[idx], "ref_gap": ref_gap.gather(idx),
+                             "d_prob": d_prob[idx], "len": lengths[a[idx]], "len_r": lengths[b[idx]],
+                             "kth": pl.Series(kth[p[idx]], nan_to_null=True)})  # fmt: skip
         scored += _score_wave(wave, encoded, epsilon, stats)
         if scored:  # the threshold each prompt's next pairs must reach
             best = pl.concat([s.select("__p", "dcrm") for s in scored]).group_by("__p").agg(kth_of.alias("kth"))

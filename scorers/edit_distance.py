@@ -78,7 +78,8 @@ def as_strings(codes: np.ndarray, lengths: np.ndarray) -> np.ndarray:
         lo, hi = int(ends[start] - lengths[start]), int(ends[stop - 1])
         if sep > 0x10FFFF:  # every code point is taken: slice each sequence
             text = codecs.utf_32_le_decode(codes[lo:hi])[0]
-            out[start:stop] = [text[a - lo : b - lo] for a, b in zip((ends[start:stop] - lengths[start:stop]).tolist(), ends[start:stop].tolist(), strict=True)]
+            bounds = zip((ends[start:stop] - lengths[start:stop] - lo).tolist(), (ends[start:stop] - lo).tolist(), strict=True)
+            out[start:stop] = [text[a:b] for a, b in bounds]
         else:
             out[start:stop] = codecs.utf_32_le_decode(np.insert(codes[lo:hi], ends[start : stop - 1] - lo, np.uint32(sep)))[0].split(chr(sep))
     return out
