@@ -132,8 +132,9 @@ def _best_of_n2_dcrm(graded: pl.LazyFrame, k: int, step: Step, *, epsilon: float
 
     names = graded.collect_schema().names()
     narrow = [KEY, ROW, PROMPT_ORDER, "reward", *[c for c in ("response", "token_ids", "ref_logp") if c in names]]
-    graded = graded.collect().lazy()  # read once: the distances need the texts, and the chosen pairs join back to these rows
-    top = top_k_by_dcrm(graded.select(narrow).collect(), k, epsilon=epsilon, prob_distance=prob_distance, unit=unit)
+    rows = graded.collect()  # read once: the distances need the texts, and the chosen pairs join back to these rows
+    top = top_k_by_dcrm(rows.select(narrow), k, epsilon=epsilon, prob_distance=prob_distance, unit=unit)
+    graded = rows.lazy()
     step.drop("pairs with edit distance 0 (identical responses)", top.identical, unit="pairs")
     step.drop("pairs whose `dcrm` is null (a response without token_ids or a reference log-prob)", top.null, unit="pairs")
     chosen = as_role(graded, "chosen", keep_shared=True)

@@ -27,7 +27,7 @@ UNITS = ("auto", "token", "word", "char")
 _WORD = r"[^\s\x1C-\x1F]+"
 _STRINGS_PER_BATCH = 4096  # sequences decoded at once
 _LINE_SPACES = ("\n", "\t", "\r")  # the common whitespace besides " ": made spaces before the split
-_NOT_A_WORD = r"^$|[\s\x1C-\x1F]"  # a piece of a split on " " that is empty or holds other whitespace: its text needs the regex split
+_NOT_A_WORD = r"^$|[\s\x1C-\x1F]"  # a piece of a split on " " that is empty or holds other whitespace: split again by `_WORD`
 _MAX_CODE = 0x10FFFF - 0x800  # code points available once the surrogate block is skipped
 
 
