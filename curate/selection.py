@@ -171,11 +171,10 @@ def _cut(frame: pl.LazyFrame, *, by: str, what: str, cut: list | None, step: Ste
 
 def where_filter(frame: pl.LazyFrame, predicate: str, step: Step, *, allow_file_access: bool = False) -> pl.LazyFrame:
     """Keep rows where the DuckDB `predicate` is true (null is false), counting the others; streams batch by batch."""
-    from curate.where import parse_predicate, predicate_mask
+    from curate.where import predicate_mask
 
     if allow_file_access:
         return _where_query(frame, predicate, step)
-    parse_predicate(predicate)
     keep = predicate_mask(predicate, frame.collect_schema())
     marked = frame.with_columns(keep.alias("__keep")).cache()  # the predicate runs once: the output and the count read it
     step.count(f"rows where `{predicate}` is false or null", marked.select((~pl.col("__keep")).sum()))

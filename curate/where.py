@@ -1,6 +1,8 @@
 """`--where`: one DuckDB SQL predicate, checked to be a single expression, evaluated batch by batch in a sandbox.
 
-The predicate is parsed by DuckDB (`json_serialize_sql`) before anything runs: it must be one
+A plain predicate (columns, numbers, strings, `+ - *`, comparisons, AND/OR/NOT, IS [NOT] NULL) is
+read by `curate.predicate_parser` into the tree DuckDB would give, and becomes a Polars expression
+without importing DuckDB. Any other is parsed by DuckDB (`json_serialize_sql`) before anything runs: it must be one
 expression over the table's columns — no `;`, no second statement, no subquery, no table function —
 so a shared command line or a recipe cannot read or write files through it. It is then evaluated by
 DuckDB on each batch Polars streams (zero-copy Arrow), in connections whose external access is
@@ -95,6 +97,12 @@ def _columns(node: Any) -> set[str]:
 def predicate_mask(predicate: str, schema: pl.Schema, *, allow_file_access: bool = False) -> pl.Expr:
     """A Boolean expression: the predicate (null counts as false), as a Polars expression when it is one whose
     meaning is the same in both engines (`as_polars`), else DuckDB's evaluation per batch."""
+    from curate.predicate_parser import parse
+
+    plain = parse(predicate)  # a plain predicate needs no DuckDB to parse (one expression, no subquery: nothing to refuse)
+    native = as_polars(plain, schema) if plain is not None else None
+    if native is not None:
+        return native.fill_null(False)
     tree = parse_predicate(predicate, allow_file_access=allow_file_access)
     native = as_polars(tree, schema)
     if native is not None:

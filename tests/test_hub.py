@@ -185,3 +185,46 @@ def test_push_refuses_what_is_not_a_hub_folder(tmp_path):
     r = curate_cli("push", out, "me/x")  # offline: refused before any network call
     assert r.returncode == 2 and "HF_HUB_OFFLINE" in r.stderr
     assert json.loads((out / "curate_lineage.json").read_text())["steps"][-1]["name"] == "export"
+
+
+# --- the plain schema message, written without pyarrow -------------------------------------------------------------
+
+from hypothesis import given, settings  # noqa: E402
+from hypothesis import strategies as st  # noqa: E402
+
+_LEAVES = [pl.String, pl.Float64, pl.Float32, pl.Int64, pl.Int8, pl.UInt32, pl.Boolean, pl.Binary, pl.Null, pl.Date, pl.Datetime("us", "UTC"),
+           pl.Duration("ms"), pl.Categorical(), pl.Decimal(10, 2), pl.Object]  # fmt: skip
+_DTYPES = st.recursive(
+    st.sampled_from([d for d in _LEAVES if d is not pl.Object]),
+    lambda inner: st.one_of(inner.map(pl.List), inner.map(lambda d: pl.Array(d, 2)),
+                            st.lists(inner, min_size=1, max_size=3).map(lambda ds: pl.Struct({f"f{i}": d for i, d in enumerate(ds)}))),
+    max_leaves=6,
+)  # fmt: skip
+
+
+@settings(max_examples=60, deadline=None)
+@given(dtypes=st.lists(_DTYPES, min_size=1, max_size=4))
+def test_the_plain_schema_message_is_pyarrows_plain_schema(dtypes):
+    """Large strings and lists become plain ones at any depth inside lists and structs; categoricals and arrays keep theirs."""
+    import pyarrow as pa
+
+    from curate.hub import plain_schema, plain_schema_message
+
+    schema = pl.Schema({f"c{i}": d for i, d in enumerate(dtypes)})
+    want = plain_schema(pl.DataFrame(schema=schema).to_arrow(compat_level=pl.CompatLevel.oldest()).schema)
+    got = pa.ipc.read_schema(pa.py_buffer(plain_schema_message(schema)))
+    # the types, and each column's field metadata (Polars' categorical marker); a nested item keeps Polars' marker too,
+    # where pyarrow's rebuilt list drops it
+    assert got.equals(want) and [f.metadata for f in got] == [f.metadata for f in want], (got, want)
+
+
+def test_the_plain_schema_message_of_a_conversational_table():
+    import pyarrow as pa
+
+    from curate.hub import plain_schema_message
+
+    turn = pl.Struct({"role": pl.String, "content": pl.String})
+    schema = pl.Schema({"prompt": pl.List(turn), "chosen": pl.List(turn), "weight": pl.Float64, "ids": pl.List(pl.List(pl.Int64))})
+    got = pa.ipc.read_schema(pa.py_buffer(plain_schema_message(schema)))
+    t = pa.list_(pa.struct([("role", pa.string()), ("content", pa.string())]))
+    assert got == pa.schema([("prompt", t), ("chosen", t), ("weight", pa.float64()), ("ids", pa.list_(pa.list_(pa.int64())))])

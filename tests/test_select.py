@@ -129,3 +129,81 @@ def test_where_in_polars_agrees_with_duckdb(rows, predicate):
         return
     want = frame.select(duckdb_mask(predicate, tree, frame.schema).alias("m"))["m"].to_list()
     assert frame.select(native.fill_null(False).alias("m"))["m"].to_list() == want, predicate
+
+
+# --- plain predicates are parsed without DuckDB, into DuckDB's own tree ------------------------------------------------
+
+_TREE_KEYS = {"class", "type", "column_names", "literal", "function_name", "is_operator", "distinct", "arguments", "expression", "left",
+              "right", "children"}  # fmt: skip
+
+
+def _duckdb_tree(predicate: str):
+    """DuckDB's parse of the WHERE clause (the keys curate.where reads), or None when DuckDB refuses the text."""
+    import json
+
+    import duckdb
+
+    quoted = predicate.replace("'", "''")
+    tree = json.loads(duckdb.sql(f"SELECT json_serialize_sql('SELECT * FROM t WHERE ({quoted})')").fetchall()[0][0])
+    if tree.get("error") or len(tree["statements"]) != 1:
+        return None
+
+    def keep(node):
+        if isinstance(node, dict):
+            return {k: v if k == "literal" else keep(v) for k, v in node.items() if k in _TREE_KEYS}
+        return [keep(v) for v in node] if isinstance(node, list) else node
+
+    return keep(tree["statements"][0]["node"]["where_clause"])
+
+
+_PLAIN = ["chosen_reward - rejected_reward > 1", "weight >= 0.5 AND chosen_correct AND NOT rejected_correct", "chosen_model = 'm''s'",
+          "prompt_id IS NOT NULL OR x ISNULL", "-a * b <= -1.5e3", "(a + b) * c <> .5", "a != 2 or b == 3 and c < 01", '"A b" > - 7',
+          "NOT NOT a IS NULL IS NOT NULL", "a AND (b AND c) AND (d OR e OR (f OR g))", "a>-1", "a<-1", "a*-b>=1.", "x notnull"]
+_NOT_PLAIN = ["a / 2 > 1", "a > 1 -- comment", "a > 1 /* c */", "abs(a) > 1", "a::INT > 1", "a BETWEEN 1 AND 2", "a IN (1, 2)", "a LIKE 'x%'",
+              "a IS TRUE", "a = NULL", "a = TRUE", "a > +1", "a > -(1)", "a > - -1", "t.a > 1", "a = e'x'", "a = 'x' 'y'", "a$b > 1",
+              "a = 1 = 1", "a!=-1", "a > 1_000", "a > 0x10", "(SELECT 1) > 0", "a > 1) OR (1 = 1", "a > 1; DROP TABLE t", "",
+              "select > 1", "é > 1", "a ** 2 > 1", "a || b = 'x'", "a\u00a0> 1"]  # fmt: skip
+
+
+def test_plain_predicates_parse_to_duckdbs_tree_without_duckdb():
+    """The common predicates are read here, giving the very tree DuckDB gives; anything else is left to DuckDB."""
+    from curate.predicate_parser import parse
+
+    for predicate in _PLAIN:
+        assert parse(predicate) is not None, predicate
+        assert parse(predicate) == _duckdb_tree(predicate), predicate
+    for predicate in _NOT_PLAIN:
+        assert parse(predicate) is None, predicate
+
+
+_PIECES = st.sampled_from(["a", "B", '"x y"', '"a""b"', "reward", "select", "1", "01", "1.5", ".5", "1.", "1e3", "2E-1", "1_0", "'s'", "''",
+                           "'it''s'", "TRUE", "NULL", "+", "-", "*", "/", "%", "<", ">", "=", "==", "!=", "<>", "<=", ">=", "^", "||", "AND",
+                           "and", "OR", "NOT", "IS", "IS NOT", "ISNULL", "NOTNULL", "(", ")", ".", "::", "e'x'", "f(a)"])  # fmt: skip
+
+
+def _plainish(depth: int) -> st.SearchStrategy[str]:
+    """Mostly well-formed predicates over the plain subset, with a random spacing (none, space, newline) around each operator."""
+    gap = st.sampled_from(["", " ", "  ", "\n", "\t"])
+    operand = st.sampled_from(["a", "B", '"x y"', "1", "01", "2.5", ".5", "1e2", "'s'", "'it''s'", "-1", "- 2.5", "-a", "NULL", "TRUE"])
+    if depth == 0:
+        return operand
+    inner = _plainish(depth - 1)
+    binary = st.sampled_from(["+", "-", "*", "<", ">", "=", "==", "!=", "<>", "<=", ">=", "AND", "OR", "and"])
+    return st.one_of(
+        operand,
+        st.tuples(inner, gap, binary, gap, inner).map("".join),
+        st.tuples(st.sampled_from(["NOT ", "-", "- ", "("]), inner).map(lambda t: t[0] + t[1] + (")" if t[0] == "(" else "")),
+        st.tuples(inner, st.sampled_from([" IS NULL", " IS NOT NULL", " ISNULL", " NOTNULL"])).map("".join),
+    )
+
+
+@settings(max_examples=400, deadline=None)
+@given(text=st.one_of(_plainish(3), st.lists(st.tuples(_PIECES, st.sampled_from(["", " ", "\n"])), min_size=1, max_size=8).map(
+    lambda parts: "".join(p + g for p, g in parts))))  # fmt: skip
+def test_a_predicate_read_here_is_read_as_duckdb_reads_it(text):
+    """Whatever the spacing, precedence, quoting or number form: when the text is read here, DuckDB reads the same tree."""
+    from curate.predicate_parser import parse
+
+    mine = parse(text)
+    if mine is not None:
+        assert mine == _duckdb_tree(text), text
