@@ -21,7 +21,6 @@ from typing import TYPE_CHECKING, Any
 from curate.errors import CurateError
 
 if TYPE_CHECKING:
-    import polars as pl
     import pyarrow as pa
 
 DATA_SUFFIXES = (".parquet", ".jsonl", ".ndjson", ".json", ".csv", ".arrow")
@@ -151,60 +150,6 @@ def plain_schema(schema: pa.Schema) -> pa.Schema:
     import pyarrow as pa
 
     return pa.schema([f.with_type(plain_type(f.type)) for f in schema])
-
-
-_PLAIN_TYPE_ID = {20: 5, 21: 12}  # Arrow's flatbuffer `Type` union: LargeUtf8 -> Utf8, LargeList -> List (Struct_ is 13)
-
-
-def plain_schema_message(schema: pl.Schema) -> bytes:
-    """`plain_schema` of a Polars schema as Arrow's serialized schema message (what `ARROW:schema` holds), without pyarrow.
-
-    Polars writes the message (an empty IPC stream's first one, large types); each field's type tag
-    is then changed in place, as `plain_type` does: a large string or list, top-level or inside lists
-    and structs, becomes the plain one (their type tables are alike: empty). Dictionary-encoded
-    fields and other nested types keep theirs. Saves importing pyarrow (~0.1 s) before a write.
-    """
-    import io
-
-    import polars as pl
-
-    buf = io.BytesIO()
-    pl.DataFrame(schema=schema).write_ipc_stream(buf, compat_level=pl.CompatLevel.oldest())
-    data = buf.getvalue()
-    if data[:4] != b"\xff\xff\xff\xff":
-        raise CurateError("Polars wrote an Arrow IPC stream without the continuation marker; cannot read its schema message.")
-    msg = bytearray(data[: 8 + int.from_bytes(data[4:8], "little")])
-
-    def at(p: int, size: int = 4, signed: bool = False) -> int:
-        return int.from_bytes(msg[p : p + size], "little", signed=signed)
-
-    def field(table: int, i: int) -> int | None:  # where a table's i-th field lies, None when absent
-        vtable = table - at(table, signed=True)
-        if 4 + 2 * i >= at(vtable, 2):
-            return None
-        offset = at(vtable + 4 + 2 * i, 2)
-        return table + offset if offset else None
-
-    def tables(p: int) -> list[int]:  # a vector of tables
-        v = p + at(p)
-        return [v + 4 + 4 * k + at(v + 4 + 4 * k) for k in range(at(v))]
-
-    def plain(f: int) -> None:  # Field: name 0, nullable 1, type_type 2, type 3, dictionary 4, children 5
-        tag, children = field(f, 2), field(f, 5)
-        if tag is None or field(f, 4) is not None:
-            return
-        kind = msg[tag]
-        msg[tag] = _PLAIN_TYPE_ID.get(kind, kind)
-        if kind in (12, 13, 21) and children is not None:
-            for child in tables(children):
-                plain(child)
-
-    message = 8 + at(8)  # Message: version 0, header_type 1, header 2; Schema: endianness 0, fields 1
-    header = field(message, 2)
-    fields = field(header + at(header), 1) if header is not None else None
-    for f in tables(fields) if fields is not None else []:
-        plain(f)
-    return bytes(msg)
 
 
 _DTYPES = {"bool": "bool", "double": "float64", "float": "float32", "halffloat": "float16", "string": "string", "null": "null"}

@@ -30,6 +30,7 @@ _COMPARE = {"=": "COMPARE_EQUAL", "==": "COMPARE_EQUAL", "<>": "COMPARE_NOTEQUAL
             ">": "COMPARE_GREATERTHAN", "<=": "COMPARE_LESSTHANOREQUALTO", ">=": "COMPARE_GREATERTHANOREQUALTO"}  # fmt: skip
 _OPERATOR_CHARS = set("+-*/<>=~!@#%^&|`?")
 _SPACES = " \t\n\r"
+_DIGITS = "0123456789"  # not str.isdigit(), which takes superscripts and other scripts' digits
 
 
 class _Decline(Exception):
@@ -59,19 +60,19 @@ def _tokens(text: str) -> list[tuple[str, str]]:
             i += 1
             continue
         start = i
-        if c.isdigit() or (c == "." and i + 1 < n and text[i + 1].isdigit()):
-            while i < n and text[i].isdigit():
+        if c in _DIGITS or (c == "." and i + 1 < n and text[i + 1] in _DIGITS):
+            while i < n and text[i] in _DIGITS:
                 i += 1
             if i < n and text[i] == ".":
                 i += 1
-                while i < n and text[i].isdigit():
+                while i < n and text[i] in _DIGITS:
                     i += 1
             if i < n and text[i] in "eE":
                 j = i + 1 + (i + 1 < n and text[i + 1] in "+-")
-                if j >= n or not text[j].isdigit():
+                if j >= n or text[j] not in _DIGITS:
                     raise _Decline
                 i = j
-                while i < n and text[i].isdigit():
+                while i < n and text[i] in _DIGITS:
                     i += 1
             _ends_cleanly(text, i)
             out.append(("num", text[start:i]))
@@ -253,6 +254,5 @@ class _Parser:
 
 
 def _constant(text: str) -> dict[str, Any]:
-    digits = text.lstrip("-")
-    kind = "INTEGER" if digits.isdigit() else "NUMERIC"
+    kind = "INTEGER" if all(c in _DIGITS for c in text.lstrip("-")) else "NUMERIC"
     return {"class": "CONSTANT", "type": "VALUE_CONSTANT", "literal": {"kind": kind, "text": text}}

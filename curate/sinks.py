@@ -11,13 +11,11 @@ when everything succeeded, so an earlier output is never left half-written.
 from __future__ import annotations
 
 import hashlib
-import importlib
 import json
 import os
 import shutil
 import signal
 import tempfile
-import threading
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, field
@@ -189,23 +187,6 @@ def check_target(path: str | os.PathLike, fmt: str, inputs: Sequence[str | os.Pa
 # --- writers -------------------------------------------------------------------------------------------------------
 
 
-def import_meanwhile(module: str) -> threading.Thread:
-    """Start importing `module` on another thread, while the plan runs (Polars' sinks release the GIL); join it before use.
-
-    A failed import is left for the caller's own `import` to raise.
-    """
-
-    def run() -> None:
-        try:
-            importlib.import_module(module)
-        except BaseException:  # noqa: BLE001 (raised again, in context, by the caller's import)
-            pass
-
-    thread = threading.Thread(target=run, name=f"import {module}", daemon=True)
-    thread.start()
-    return thread
-
-
 def _arrow(df: pl.DataFrame) -> pa.Table:
     import pyarrow  # noqa: F401  (Polars converts to Arrow through it)
 
@@ -284,18 +265,15 @@ class HubSink:
         self.data = folder / "data"
         self.data.mkdir()
         self.file: NativeSink | None = None
-        self.message = b""
-        self.preload: threading.Thread | None = None
         self.schema: pa.Schema | None = None
         self.rows = self.num_bytes = 0
 
     def plan(self, lazy: pl.LazyFrame) -> pl.LazyFrame:
         import base64
 
-        self.message = hub.plain_schema_message(lazy.collect_schema())
-        plain = base64.b64encode(self.message).decode()  # how Arrow stores a schema in a Parquet footer
+        self.schema = hub.plain_schema(_arrow(pl.DataFrame(schema=lazy.collect_schema())).schema)
+        plain = base64.b64encode(self.schema.serialize().to_pybytes()).decode()  # how Arrow stores a schema in a Parquet footer
         self.file = NativeSink(self.data / "whole.parquet", "parquet", metadata={"ARROW:schema": plain})
-        self.preload = import_meanwhile("pyarrow.parquet")  # `finish` needs it; the import overlaps the sink
         return self.file.plan(lazy)
 
     def written(self, track: str | None, rows: int | None = None) -> int | None:
@@ -305,12 +283,9 @@ class HubSink:
         return distinct
 
     def finish(self, lineage: Lineage, empty: pl.DataFrame) -> None:
-        assert self.file is not None and self.preload is not None
-        self.preload.join()  # not two threads importing one package at once
-        import pyarrow as pa
         import pyarrow.parquet as pq
 
-        self.schema = pa.ipc.read_schema(pa.py_buffer(self.message))
+        assert self.file is not None and self.schema is not None
         whole = self.file.path
         meta = pq.read_metadata(whole)
         self.num_bytes = sum(meta.row_group(i).total_byte_size for i in range(meta.num_row_groups))

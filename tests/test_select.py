@@ -162,7 +162,7 @@ _PLAIN = ["chosen_reward - rejected_reward > 1", "weight >= 0.5 AND chosen_corre
 _NOT_PLAIN = ["a / 2 > 1", "a > 1 -- comment", "a > 1 /* c */", "abs(a) > 1", "a::INT > 1", "a BETWEEN 1 AND 2", "a IN (1, 2)", "a LIKE 'x%'",
               "a IS TRUE", "a = NULL", "a = TRUE", "a > +1", "a > -(1)", "a > - -1", "t.a > 1", "a = e'x'", "a = 'x' 'y'", "a$b > 1",
               "a = 1 = 1", "a!=-1", "a > 1_000", "a > 0x10", "(SELECT 1) > 0", "a > 1) OR (1 = 1", "a > 1; DROP TABLE t", "",
-              "select > 1", "é > 1", "a ** 2 > 1", "a || b = 'x'", "a\u00a0> 1"]  # fmt: skip
+              "select > 1", "é > 1", "a > ²", "a > \u0661", "a ** 2 > 1", "a || b = 'x'", "a\u00a0> 1"]  # fmt: skip
 
 
 def test_plain_predicates_parse_to_duckdbs_tree_without_duckdb():
