@@ -46,7 +46,7 @@ def parse(predicate: str) -> dict[str, Any] | None:
         if parser.at < len(tokens) or not tokens:
             raise _Decline
         return tree
-    except _Decline:
+    except (_Decline, RecursionError):  # very deep nesting: DuckDB has its own limit and message
         return None
 
 

@@ -174,6 +174,7 @@ def test_plain_predicates_parse_to_duckdbs_tree_without_duckdb():
         assert parse(predicate) == _duckdb_tree(predicate), predicate
     for predicate in _NOT_PLAIN:
         assert parse(predicate) is None, predicate
+    assert parse("(" * 3000 + "a" + ")" * 3000) is None and parse("NOT " * 3000 + "a") is None  # too deep to read here
 
 
 _PIECES = st.sampled_from(["a", "B", '"x y"', '"a""b"', "reward", "select", "1", "01", "1.5", ".5", "1.", "1e3", "2E-1", "1_0", "'s'", "''",
