@@ -48,6 +48,8 @@ _RUN_AND_LIST = (
         (["pairs", GSM8K, "--strategy", "correct-vs-incorrect"], []),
         (["score", GSM8K, "--scorer", "difficulty", "--per-prompt"], []),
         (["sql", "select model, count(*) as n from samples group by 1", "--samples", GSM8K], ["duckdb"]),
+        (["select", GSM8K, "--where", "NOT correct AND model <> 'gpt-4-1106-preview'"], []),  # a plain predicate: Polars alone
+        (["select", GSM8K, "--where", "length(response) > 100"], ["duckdb", "numpy", "pyarrow"]),  # a function: DuckDB, on Arrow batches
     ],
 )
 def test_core_commands_start_without_heavy_modules(tmp_path, command, needs):
