@@ -177,6 +177,16 @@ def test_plain_predicates_parse_to_duckdbs_tree_without_duckdb():
     assert parse("(" * 3000 + "a" + ")" * 3000) is None and parse("NOT " * 3000 + "a") is None  # too deep to read here
 
 
+def test_the_parsers_keywords_are_duckdbs():
+    """An unquoted word DuckDB does not read as a plain column name must be left to DuckDB: the list is DuckDB's own."""
+    import duckdb
+
+    from curate.predicate_parser import _KEYWORDS
+
+    rows = duckdb.sql("SELECT keyword_name FROM duckdb_keywords() WHERE keyword_category <> 'unreserved'").fetchall()
+    assert _KEYWORDS == {r[0] for r in rows}
+
+
 _PIECES = st.sampled_from(["a", "B", '"x y"', '"a""b"', "reward", "select", "1", "01", "1.5", ".5", "1.", "1e3", "2E-1", "1_0", "'s'", "''",
                            "'it''s'", "TRUE", "NULL", "+", "-", "*", "/", "%", "<", ">", "=", "==", "!=", "<>", "<=", ">=", "^", "||", "AND",
                            "and", "OR", "NOT", "IS", "IS NOT", "ISNULL", "NOTNULL", "(", ")", ".", "::", "e'x'", "f(a)"])  # fmt: skip
