@@ -232,7 +232,8 @@ def bound_waves(prompt: np.ndarray, bound: np.ndarray, m: int) -> list[np.ndarra
     scored. A wave lists its pairs in input order.
     """
     rank = pl.DataFrame({"p": prompt, "bound": bound}).select(pl.col("bound").rank("ordinal", descending=True).over("p")).to_series().to_numpy()
-    wave = (np.frexp(((rank - 1) // m + 1).astype(np.float64))[1] - 1).astype(np.uint8)  # floor(log2(rank // m + 1)), exactly; 8 bits: a radix sort
+    # floor(log2((rank - 1) // m + 1)), exactly (ranks count from 1); 8 bits: a radix sort
+    wave = (np.frexp(((rank - 1) // m + 1).astype(np.float64))[1] - 1).astype(np.uint8)
     return np.split(np.argsort(wave, kind="stable"), np.cumsum(np.bincount(wave))[:-1])
 
 

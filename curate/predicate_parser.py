@@ -149,8 +149,8 @@ class _Parser:
     def __init__(self, tokens: list[tuple[str, str]]) -> None:
         self.tokens, self.at = tokens, 0
 
-    def peek(self, offset: int = 0) -> tuple[str, str] | None:
-        return self.tokens[self.at + offset] if self.at + offset < len(self.tokens) else None
+    def peek(self) -> tuple[str, str] | None:
+        return self.tokens[self.at] if self.at < len(self.tokens) else None
 
     def take(self, kind: str, text: str | None = None) -> bool:
         token = self.peek()
@@ -209,7 +209,7 @@ class _Parser:
 
     def sum(self) -> dict[str, Any]:
         node = self.product()
-        while (token := self.peek()) is not None and token[0] == "op" and token[1] in "+-":
+        while (token := self.peek()) is not None and token[0] == "op" and token[1] in ("+", "-"):
             self.at += 1
             node = _function(token[1], node, self.product())
         return node
