@@ -302,6 +302,7 @@ def check(
         aggs.append(mine.sum().alias(f"__c{i}"))
         aggs.append(pl.col("__row").filter(mine).head(_MAX_ROWS_SHOWN).implode().alias(f"__r{i}"))
     earlier = fails.is_not_null()
+    prompts = None  # distinct ids of the valid rows (null counts as one), from the collision check's count when it has one
     collides = None
     if given_ids and (only is None or "prompt_id" in only):
         # a check across rows, kept out of the per-row column above (a window there would cost the output's path too)
@@ -314,15 +315,19 @@ def check(
             aggs.append(mine.sum().alias(f"__c{i}"))
             earlier = earlier | collides
         else:
-            # a collision stops the command: the main pass only asks whether one exists (distinct (id, prompt) vs distinct
-            # ids, no window); the error's path looks up the rows, the id and where that id first appears, in one query
+            # a collision stops the command: the main pass only asks whether one exists (distinct (id, prompt) hashes vs
+            # distinct ids, no window); the error's path looks up the rows, the id and where that id first appears, in one query
             mask = ~earlier & pl.col("prompt_id").is_not_null()
-            ids = pl.col("prompt_id").filter(mask)
-            aggs.append((pl.struct(ids, pl.col("prompt").hash().filter(mask)).n_unique() - ids.n_unique()).alias(f"__c{i}"))
+            ids = pl.col("prompt_id").filter(mask).n_unique()
+            pair = (pl.col("prompt_id").hash(1) ^ pl.col("prompt").hash(2)).filter(mask)  # one u64 per (id, prompt): no struct rows
+            aggs.append((pair.n_unique().cast(pl.Int64) - ids.cast(pl.Int64)).clip(lower_bound=0).alias(f"__c{i}"))
+            prompts = ids.cast(pl.Int64) + (~earlier & pl.col("prompt_id").is_null()).any().cast(pl.Int64)
             the_id = pl.col("prompt_id").filter(mine).first()
             collision_detail = base.select(mine.sum().alias(f"__c{i}"), pl.col("__row").filter(mine).head(_MAX_ROWS_SHOWN).implode().alias(f"__r{i}"),
                                            the_id.alias("__collision_id"), pl.col("__row").filter(pl.col("prompt_id") == the_id).min().alias("__collision_first"))  # fmt: skip
-    aggs.append(pl.col("prompt_id").filter(~earlier).n_unique().alias("__prompts"))
+    if prompts is None:
+        prompts = pl.col("prompt_id").filter(~earlier).n_unique()
+    aggs.append(prompts.alias("__prompts"))
     key = ["prompt_id", "response", "model"] if kind == "samples" and (only is None or "response" in only) else []
     if key:
         # a cheap sketch first (id, model, text length); only the rows whose sketch repeats are compared whole
