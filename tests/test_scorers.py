@@ -124,7 +124,8 @@ def test_dcrm_bounds(rows):
         }
     )
     p = curate.pairs(df.lazy(), strategy="all", by="dcrm").collect()
-    assert ((p["dcrm"] >= 0) & (p["dcrm"] < 0.5)).all()
+    # (σ(m) − ½) / (d + |Δp| + 1) < ½ in real numbers; in float64 σ(m) rounds to 1 for m ≥ ~37, so equal texts reach ½
+    assert ((p["dcrm"] >= 0) & (p["dcrm"] <= 0.5)).all()
     assert (p["chosen_reward"] > p["rejected_reward"]).all()
 
 
