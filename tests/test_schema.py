@@ -162,6 +162,21 @@ def test_collision_check_and_prompt_count_match_brute_force(rows):
     assert stats[collision] == sum(len(ps) - 1 for ps in prompts_of.values())
 
 
+@settings(max_examples=80, deadline=None)
+@given(st.lists(st.tuples(st.sampled_from(["a", "b"]), st.sampled_from(["x", "y", "xy", "yx", " "]), st.sampled_from(["m", "n"])),
+                min_size=1, max_size=12), st.booleans())  # fmt: skip
+def test_duplicate_count_matches_brute_force(rows, dedup):
+    """Duplicates are counted over the valid rows, exactly (texts of equal length that differ are no duplicates),
+    whether the count is a warning (hashed rows) or --dedup's drop (rows compared whole)."""
+    from curate.schema import check
+
+    ids, responses, models = (list(c) for c in zip(*rows, strict=True))
+    frame = pl.LazyFrame({"prompt_id": ids, "prompt": ["p"] * len(rows), "response": responses, "model": models})
+    stats = check(frame, "samples", dedup=dedup).stats.collect().row(0, named=True)
+    valid = [r for r in rows if r[1].strip()]
+    assert stats["__dup"] == len(valid) - len(set(valid))
+
+
 def test_pairs_kind_detected_and_required(tmp_path):
     path = write_parquet(tmp_path, "p.parquet", {"prompt": ["p"], "chosen": ["c"], "rejected": ["r"]})
     table = curate.load(path, kind=None)
