@@ -185,9 +185,9 @@ def _all_pairs(graded: pl.LazyFrame) -> pl.LazyFrame:
 def _with_rows(index: pl.LazyFrame, graded: pl.LazyFrame, *, ordered: bool = False) -> pl.LazyFrame:
     """The pairs of `index` (prompt id, chosen and rejected row numbers) with both responses' rows joined on, as pair columns.
 
-    Pairs are chosen on row numbers and rewards alone, and the texts joined on last: windows and
-    filters over the narrow columns cost a fraction of the same over every column. `ordered` keeps
-    the index's order.
+    Pairs are chosen on narrow columns (row numbers, rewards, answers) and the texts joined on last:
+    windows and filters over the narrow columns cost a fraction of the same over every column.
+    `ordered` keeps the index's order.
     """
     keep = "left" if ordered else None
     chosen = as_role(graded, "chosen", keep_shared=True)
