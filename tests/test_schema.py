@@ -177,6 +177,23 @@ def test_duplicate_count_matches_brute_force(rows, dedup):
     assert stats["__dup"] == len(valid) - len(set(valid))
 
 
+# the characters a blank text may hold: Unicode's White_Space, and the no-break, zero-width and direction marks curate adds
+_SPACE_CHARS = {*map(chr, [*range(0x09, 0x0E), 0x20, 0x85, 0xA0, 0x1680, 0x180E, *range(0x2000, 0x2010), *range(0x2028, 0x2030),
+                           *range(0x205F, 0x2065), 0x3000, 0xFEFF])}  # fmt: skip
+# every space, visible ASCII, control characters (not spaces), and letters of 2, 3 and 4 UTF-8 bytes
+_TEXT_CHARS = sorted(_SPACE_CHARS) + ["a", "!", "~", "\x00", "\x1c", "\x7f", "é", "\u00a1", "\u1681", "\u2010", "\u4e2d", "\uff01", "\U0001f600"]
+
+
+@settings(max_examples=300, deadline=None)
+@given(st.lists(st.one_of(st.none(), st.text(st.sampled_from(_TEXT_CHARS), max_size=4)), min_size=1, max_size=8))
+def test_blank_is_null_or_only_spaces(texts):
+    """A text is blank when null, empty or made only of spaces (checked with a byte test first, a search second)."""
+    from curate.schema import blank
+
+    got = pl.DataFrame({"t": texts}, schema={"t": pl.String}).select(blank(pl.col("t")))["t"].to_list()
+    assert got == [t is None or all(ch in _SPACE_CHARS for ch in t) for t in texts]
+
+
 def test_pairs_kind_detected_and_required(tmp_path):
     path = write_parquet(tmp_path, "p.parquet", {"prompt": ["p"], "chosen": ["c"], "rejected": ["r"]})
     table = curate.load(path, kind=None)
