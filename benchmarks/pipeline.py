@@ -3,6 +3,7 @@
     python benchmarks/pipeline.py                         # 10k and 50k prompts x 16 (best-of-n2 and `all` at 10k)
     python benchmarks/pipeline.py --prompts 10000 50000 200000 --big-join-max 50000
     python benchmarks/pipeline.py --prompts 200000 --repeat 3            # each method's fastest of 3 runs, in turn
+    python benchmarks/pipeline.py --prompts 200000 --tmp /dev/shm        # files in memory: no disk write-back in the times
 
 For each size it writes a synthetic samples file (seeded; per prompt a base answer of ~150 words
 (lognormal lengths) and 16 responses that keep a random prefix of it, change 10% of the words and
@@ -349,15 +350,19 @@ def main() -> None:
     ap.add_argument("--jobs", nargs="*", help="only these jobs (names as printed)")
     ap.add_argument("--json", type=Path, help="also write the results here")
     ap.add_argument("--repeat", type=int, default=1, help="runs per method and job, in turn; the table keeps each one's fastest (and its largest RSS)")
+    ap.add_argument("--tmp", type=Path, help="folder for the samples and every output (default: the system's temp folder); a tmpfs such as "
+                    "/dev/shm takes the disk's write-back out of the times")
     ap.add_argument("--make", nargs=2, help=argparse.SUPPRESS)
     a = ap.parse_args()
     if a.make:
         write_samples(int(a.make[0]), Path(a.make[1]))
         return
-    print(f"cores: {os.cpu_count()}, polars {pl.__version__}")
+    import duckdb
+
+    print(f"cores: {os.cpu_count()}, polars {pl.__version__}, duckdb {duckdb.__version__}, files in {a.tmp or tempfile.gettempdir()}")
     compile_curate()
     results = []
-    with tempfile.TemporaryDirectory() as tmp:
+    with tempfile.TemporaryDirectory(dir=a.tmp) as tmp:
         for prompts in a.prompts:
             results += run_size(prompts, a.big_join_max, Path(tmp), set(a.jobs) if a.jobs else None, a.repeat)
     if a.json:
