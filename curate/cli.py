@@ -272,7 +272,7 @@ def select(
 ) -> None:
     """Filter and rank rows, and set weights; every dropped row is counted with its reason."""
     with guarded():
-        from curate.selection import given_by_phases, select_phases
+        from curate.selection import given_by_phases, select_phases, statistics_pass
         from curate.selection import select as run_select
 
         params = {"where": where, "top": top, "top_k": top_k, "by": by, "per_prompt": per_prompt, "weight": weight, "normalize_weights": normalize_weights}
@@ -284,8 +284,13 @@ def select(
             for col, opt in ((by, "--by"), (weight, "--weight")):
                 refuse_table_level(col, opt, table=table_path)
             phases = select_phases(**params, allow_file_access=allow_file_access)
-        step_cli("select", {**params, "allow_file_access": allow_file_access or None}, table_path, None,
-                 lambda f, s: run_select(f, step=s, allow_file_access=allow_file_access, **params), output, fmt, split=split,
+
+        def build(frame, step):
+            # a global top's cut and the mean weight first, from the columns that rank the rows: the output then streams
+            given = statistics_pass(frame, allow_file_access=allow_file_access, **params)
+            return run_select(frame, step=step, allow_file_access=allow_file_access, given=given, **params)
+
+        step_cli("select", {**params, "allow_file_access": allow_file_access or None}, table_path, None, build, output, fmt, split=split,
                  drop_invalid=drop_invalid, ray=ray, phases=phases,
                  ray_build=lambda f, s, known: run_select(f, step=s, given=given_by_phases(known), **params))  # fmt: skip
 
@@ -397,13 +402,15 @@ def score(
 ) -> None:
     """Add scorer columns to a table (every row is kept)."""
     with guarded():
-        from curate.scoring import columns_used, score_phases, score_table
+        from curate.scoring import columns_used, score_phases, score_table, statistics_pass
 
         params = parse_params(param)
         ray = engine_opts(engine, ray_address, buckets, resume)
 
         def build(frame, step):
-            return score_table(frame, scorer, per_prompt=per_prompt, **params)
+            # whole-table statistics (z-scores' moments) first, from the columns they read: the scored table then streams
+            known = None if per_prompt else statistics_pass(frame, scorer, params)
+            return score_table(frame, scorer, per_prompt=per_prompt, statistics=known, **params)
 
         step_cli("score", {"scorers": scorer, "per_prompt": per_prompt, **params}, table_path, None, build, output, fmt, drop_invalid=drop_invalid,
                  split=split, uses=columns_used(scorer) if per_prompt else None, ray=ray, phases=score_phases(scorer, params) if ray else None,

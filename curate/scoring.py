@@ -44,6 +44,28 @@ def score_table(frame: pl.LazyFrame, names: list[str], *, per_prompt: bool = Fal
     )
 
 
+def statistics_pass(frame: pl.LazyFrame, names: list[str], params: dict[str, Any]) -> dict[str, Any] | None:
+    """The whole-table statistics of the scorers `names` (z-score moments, thresholds) from one pass over the columns
+    they read; None when no scorer reads the whole table.
+
+    The first of two passes: given these values, the pass that writes scores row by row and streams,
+    where a mean computed in the same plan holds the whole table, every column of it, until it is
+    known. None also when a whole-table scorer reads the output of one that is not `vectorized`: this
+    pass would run that scorer a second time, so the command keeps to one pass.
+    """
+    found = scorers.instances(names, params)
+    order = list(found)
+    whole = [n for n, s in found.items() if s.reads_whole_table()]
+    if not whole:
+        return None
+    for name in whole:
+        needs = set(found[name].requires)
+        if any(not found[b].vectorized and needs & set(found[b].produces) for b in order[: order.index(name)]):
+            return None
+    (phase,) = score_phases(order, params)
+    return phase.merge([phase.partial(frame, {}).collect().row(0, named=True)], {})
+
+
 def columns_used(names: list[str]) -> set[str]:
     """The input columns a per-prompt score reads: the prompt and what the scorers require."""
     out = {"prompt_id", "prompt"}

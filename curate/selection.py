@@ -119,10 +119,10 @@ def select_phases(
             k = _keep(known.get("rows"), top, top_k)
             best = ready(frame).filter(pl.col(by).is_not_null()).select(pl.col(by).cast(pl.Float64).alias("v"), pl.col(SOURCE_ROW).alias("r"),
                                                                         pl.col("weight").cast(pl.Float64).alias("w"))  # fmt: skip
-            return best.sort(["v", "r"], descending=[True, False]).head(k).select(pl.all().implode())
+            return best.sort(-pl.col("v"), "r").head(k).select(pl.all().implode())  # `_top`'s order: NaN last
 
         def merge(parts: list[dict[str, Any]], known: dict[str, Any]) -> dict[str, Any]:
-            rows = sorted(((v, r, w) for p in parts for v, r, w in zip(p["v"] or [], p["r"] or [], p["w"] or [], strict=True)), key=lambda t: (-t[0], t[1]))
+            rows = sorted(((v, r, w) for p in parts for v, r, w in zip(p["v"] or [], p["r"] or [], p["w"] or [], strict=True)), key=_rank_key)
             kept = rows[: _keep(known.get("rows"), top, top_k)]
             return {"cut": [kept[-1][0], kept[-1][1]] if kept else None, "mean_weight": _mean([w for _, _, w in kept])}
 
@@ -133,12 +133,64 @@ def select_phases(
     return phases
 
 
+def statistics_pass(frame: pl.LazyFrame, *, top: float | None = None, top_k: int | None = None, by: str | None = None,
+                    per_prompt: bool = False, weight: str | None = None, normalize_weights: str | None = None,
+                    allow_file_access: bool = False, **options: Any) -> dict[str, Any] | None:  # fmt: skip
+    """The `given` of `select` from one pass over the few columns that rank the rows: a global top's cut (the last kept
+    (value, row)) and the mean weight; None when `select` needs no whole-table value.
+
+    The first of two passes: given the cut, the pass that writes keeps rows by comparing each with
+    it and streams, where a rank over the whole table held every column of it until it was known.
+    None also when the ranking column or the weight comes from a scorer that is not `vectorized`
+    (this pass would run it a second time), or with `allow_file_access` (one DuckDB query).
+    """
+    global_top = by is not None and (top is not None or top_k is not None) and not per_prompt
+    normalize = normalize_weights == "mean"
+    if not (global_top or normalize) or allow_file_access:
+        return None
+    import scorers
+
+    names = frame.collect_schema().names()
+    for col in (by, weight):
+        producer = scorers.producer_of(col) if col is not None and col not in names else None
+        if producer is not None and not scorers.registry()[producer].vectorized:
+            return None
+    numbered = frame.with_row_index(SOURCE_ROW)  # the numbers the writing pass gives the same rows
+    local = {"top": top, "top_k": top_k} if per_prompt else {}
+    scratch = Step("select")
+    scratch.deferred_checks = True  # its counts and checks are never run: the writing pass runs them, with the output
+    ready = select(numbered, by=by, per_prompt=per_prompt, weight=weight, **local, **options, step=scratch)
+    w = (pl.col("weight") if "weight" in ready.collect_schema().names() else pl.lit(1.0)).cast(pl.Float64).alias("w")
+    if not global_top:
+        mean = ready.select(w.mean()).collect().item()
+        return {"mean_weight": mean} if _usable(mean) else None
+    v = pl.col(by).cast(pl.Float64)
+    ranked = ready.filter(v.is_not_null()).select(v.alias("v"), pl.col(SOURCE_ROW).alias("r"), w).sort(-pl.col("v"), "r").collect()
+    kept = ranked.head(_keep(ranked.height, top, top_k))
+    if kept.is_empty():
+        return {"cut": None}
+    mean = kept["w"].mean()
+    return {"cut": [kept["v"][-1], kept["r"][-1]], **({"mean_weight": mean} if _usable(mean) else {})}
+
+
+def _usable(mean: float | None) -> bool:
+    """A mean weight to divide by. Otherwise (no rows, or a bad weight) the writing pass computes it and reports any
+    problem in its order: a `--weight` column's bad values first, then the mean."""
+    return mean is not None and math.isfinite(mean) and mean > 0
+
+
 def given_by_phases(known: dict[str, Any]) -> dict[str, Any]:
     """The `given` of `select` from the merged phases."""
     out = dict(known.get("weights") or {})
     if "cut" in known:
         out.update(known["cut"])
     return out
+
+
+def _rank_key(row: tuple[float, int, float]) -> tuple[bool, float, int]:
+    """A (value, row, weight) candidate's place in `_top`'s order: value descending, NaN last, then row."""
+    v, r, _ = row
+    return (True, 0.0, r) if math.isnan(v) else (False, -v, r)
 
 
 def _keep(rows: int | None, top: float | None, top_k: int | None) -> int:
@@ -163,7 +215,11 @@ def _cut(frame: pl.LazyFrame, *, by: str, what: str, cut: list | None, step: Ste
     step.count(f"rows with null `{by}`", frame.select(pl.col(by).is_null().sum()))
     frame = frame.filter(pl.col(by).is_not_null())
     v = pl.col(by).cast(pl.Float64)
-    keep = pl.lit(False) if cut is None else (v > cut[0]) | ((v == cut[0]) & (pl.col(_ROW) <= cut[1]))
+    if cut is None:
+        keep = pl.lit(False)
+    else:  # `_top`'s order: by value, descending, NaN last (Polars compares NaN as the largest: it is excluded here by hand)
+        above = ~v.is_nan() if math.isnan(cut[0]) else (v > cut[0]) & ~v.is_nan()
+        keep = above | ((v == cut[0]) & (pl.col(_ROW) <= cut[1]))
     marked = frame.with_columns(keep.alias("__top"))
     step.count(f"rows below the {what} by `{by}`", marked.select((~pl.col("__top")).sum()))
     return marked.filter(pl.col("__top")).drop("__top")

@@ -23,6 +23,7 @@ class AlignmentPotential(Scorer):
     level = "pair"
     requires = ("chosen_reward", "rejected_reward", "chosen_logps", "rejected_logps", "chosen_n_tokens", "rejected_n_tokens")
     produces = ("alignment_potential",)
+    vectorized = True
     citation = "Larger or Smaller Reward Margins to Select Preferences for Alignment? (alignment potential), FORMULAS A4"
     Params = AlignmentPotentialParams
     sql_macros = (

@@ -48,6 +48,10 @@ class Scorer:
     citation: ClassVar[str] = ""
     Params: ClassVar[type] = NoParams
     sql_macros: ClassVar[tuple[str, ...]] = ()  # DuckDB `CREATE MACRO` twins of the formula, for `curate sql`
+    # True when `score` is made of Polars expressions (no model, no Python called per batch): cheap to evaluate twice, so a
+    # command may read it in a statistics pass before the pass that writes (`curate score`, `select --top`); False (the
+    # default, e.g. a plugin calling a model) keeps a command that needs its whole-table statistics to one pass
+    vectorized: ClassVar[bool] = False
 
     def __init__(self, **params: Any) -> None:
         fields = {f.name for f in dataclasses.fields(self.Params)}

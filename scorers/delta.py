@@ -45,6 +45,7 @@ class SampleDelta(Scorer):
     level = "pair"
     requires = ()
     produces = ("sample_delta",)
+    vectorized = True
     citation = "Decomposing the Delta (arXiv 2604.08723): sample-level quality delta, FORMULAS A7"
     Params = SampleDeltaParams
 
@@ -83,6 +84,7 @@ class GeneratorDelta(Scorer):
     level = "pair"
     requires = ("chosen_model", "rejected_model")
     produces = ("generator_delta",)
+    vectorized = True
     citation = "Decomposing the Delta (arXiv 2604.08723): generator-level capability delta, FORMULAS A7"
     Params = GeneratorDeltaParams
 

@@ -36,6 +36,7 @@ class Difficulty(Scorer):
     level = "prompt"
     requires = ("prompt_id", "correct")
     produces = ("n_samples", "n_correct", "n_wrong_mode", "n_unique_answers", "difficulty_weight")
+    vectorized = True
     citation = "Plug-and-play weighted training from multiple sampling (arXiv 2412.20996), FORMULAS A1"
     Params = DifficultyParams
     sql_macros = (

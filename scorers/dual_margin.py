@@ -75,6 +75,7 @@ class DualMargin(Scorer):
     level = "pair"
     requires = ("chosen_reward", "rejected_reward", "chosen_logps", "rejected_logps", "ref_chosen_logps", "ref_rejected_logps")
     produces = ("dual_margin",)
+    vectorized = True
     citation = "Less is More: Improving LLM Alignment via Preference Data Selection (dual margin), FORMULAS A5"
     Params = DualMarginParams
     sql_macros = (

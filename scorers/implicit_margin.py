@@ -29,6 +29,7 @@ class ImplicitMargin(Scorer):
     level = "pair"
     requires = ("chosen_logps", "rejected_logps")
     produces = ("implicit_margin", "logp_margin_norm")
+    vectorized = True
     citation = "DPO implicit reward margin (Rafailov et al. 2023); length-normalised margin, FORMULAS A3"
     sql_macros = (
         """CREATE OR REPLACE MACRO implicit_margin(chosen_logps, rejected_logps, ref_chosen_logps, ref_rejected_logps) AS

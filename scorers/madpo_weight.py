@@ -36,6 +36,7 @@ class MadpoWeight(Scorer):
     level = "pair"
     requires = ("chosen_reward", "rejected_reward")
     produces = ("madpo_weight",)
+    vectorized = True
     citation = "MADPO: margin-adaptive DPO (official code), FORMULAS A6"
     Params = MadpoParams
     sql_macros = (

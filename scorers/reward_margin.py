@@ -14,6 +14,7 @@ class RewardMargin(Scorer):
     level = "pair"
     requires = ("chosen_reward", "rejected_reward")
     produces = ("reward_margin",)
+    vectorized = True
     citation = "Explicit reward margin, r(y_w) − r(y_l) (FORMULAS A4, m_ex)"
     sql_macros = ("CREATE OR REPLACE MACRO reward_margin(chosen_reward, rejected_reward) AS chosen_reward - rejected_reward",)
 

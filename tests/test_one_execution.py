@@ -6,8 +6,11 @@ Two probes, both in this process (the commands run through `curate run`'s in-pro
 - Polars' execution entry points, wrapped to count calls: every command executes one `collect_all`
   (output, checks and counts together) and nothing else, but for best-of-N² by DCRM, whose exact
   shortcut first collects the narrow (prompt, row, reward, response) table to find the few distances
-  it needs. Queries that read no input (over data already in memory, or reading back the command's
-  own output) run no step again and are not counted.
+  it needs, and for the commands that need a whole-table value (a z-score's mean and std, a global
+  top's cut, a mean weight): they first collect it from the few numeric columns it reads (a
+  statistics pass), so that the pass that writes streams instead of holding the table. Queries that
+  read no input (over data already in memory, or reading back the command's own output) run no step
+  again and are not counted.
 """
 
 from __future__ import annotations
@@ -100,6 +103,33 @@ def test_score_sees_each_pair_once_for_every_strategy(counted, tmp_path, strateg
     assert sum(ROWS_SEEN) == n
 
 
+def test_a_statistics_pass_runs_no_scorer_again(counted, tmp_path):
+    """A z-score's statistics pass reads its own columns: a plugin scorer before it in the chain still runs once."""
+    pairs = tmp_path / "pairs.parquet"
+    run("pairs", ARENA, "--drop-invalid", "--strategy", "all", "-o", pairs)
+    scored = with_logps(pairs, tmp_path / "logps.parquet")
+    n = pl.read_parquet(scored).height
+    ROWS_SEEN.clear()
+    run("score", scored, "--scorer", "counted", "--scorer", "alignment_potential", "-o", tmp_path / "scored.parquet")
+    assert sum(ROWS_SEEN) == n > 0
+
+
+def test_statistics_passes_read_a_few_columns(columns_read, tmp_path):
+    """The first pass of a global top, a mean weight or a z-score reads the numeric columns it needs, never the texts."""
+    pairs = tmp_path / "pairs.parquet"
+    run("pairs", ARENA, "--drop-invalid", "--strategy", "all", "-o", pairs)
+    scored = with_logps(pairs, tmp_path / "logps.parquet")
+    width = len(pl.read_parquet_schema(scored))
+    commands = {  # the columns each pass needs: rewards (and weight); rewards, log-probs and token counts
+        3: ["select", scored, "--top", 0.3, "--by", "reward_margin", "--normalize-weights", "mean", "-o", tmp_path / "t.parquet"],
+        6: ["score", scored, "--scorer", "alignment_potential", "-o", tmp_path / "a.parquet"],
+    }
+    for most, args in commands.items():
+        columns_read.clear()
+        run(*args)
+        assert columns_read and all(n <= most and of == width for n, of in columns_read), (args[0], columns_read, width)
+
+
 def reruns_nothing(plan: str) -> bool:
     """A plan that reads no input of the command: only the command's own temporary output, or nothing but in-memory data."""
     files = [f for scan in re.findall(r"SCAN \[([^\]]*)\]", plan) for f in scan.split(", ")]
@@ -130,6 +160,27 @@ def executions(monkeypatch):
     return calls
 
 
+@pytest.fixture
+def columns_read(monkeypatch):
+    """For every `collect` (a statistics pass), how many of its input file's columns it reads: (read, of)."""
+    read: list[tuple[int, int]] = []
+    original = pl.LazyFrame.collect
+
+    def wrapper(self, *args, **kwargs):
+        read.extend((int(a), int(b)) for a, b in re.findall(r"PROJECT (\d+)/(\d+) COLUMNS", self.explain()))
+        return original(self, *args, **kwargs)
+
+    monkeypatch.setattr(pl.LazyFrame, "collect", wrapper)
+    return read
+
+
+def with_logps(src: Path, out: Path) -> Path:
+    """The pairs at `src` with policy log-probs and token counts (made up from the texts' lengths), for the scorers that read them."""
+    n_c, n_r = pl.col("chosen").str.len_chars() // 4 + 1, pl.col("rejected").str.len_chars() // 4 + 1
+    pl.read_parquet(src).with_columns(chosen_logps=-1.5 * n_c, rejected_logps=-2.0 * n_r, chosen_n_tokens=n_c, rejected_n_tokens=n_r).write_parquet(out)
+    return out
+
+
 def test_each_command_executes_its_plan_once(executions, tmp_path):
     pairs = tmp_path / "all.parquet"
     commands = {
@@ -141,14 +192,24 @@ def test_each_command_executes_its_plan_once(executions, tmp_path):
         "triplets": ["triplets", ARENA, "--drop-invalid", "--target-model", "Llama-2-70b-chat", "--rejected-from", "any", "-o", tmp_path / "t.parquet"],
         "rank": ["rank", ARENA, "--drop-invalid", "-o", tmp_path / "k.parquet"],
         "score": ["score", pairs, "--scorer", "reward_margin", "--scorer", "edit_distance", "-o", tmp_path / "sc.parquet"],
-        "select": ["select", pairs, "--where", "reward_margin > 1", "--top", 0.5, "--by", "reward_margin", "--normalize-weights", "mean",
-                   "-o", tmp_path / "sel.parquet"],  # fmt: skip
+        "select": ["select", pairs, "--where", "reward_margin > 1", "--top", 0.5, "--by", "reward_margin", "--per-prompt", "-o", tmp_path / "sel.parquet"],
         "export": ["export", pairs, "--trl", "-o", tmp_path / "e.jsonl"],
     }
     for name, args in commands.items():
         executions.clear()
         run(*args)
         assert executions == ["collect_all"], (name, executions)
+    # a whole-table value first (a statistics pass over a few numeric columns), then the one run that writes
+    scored = with_logps(pairs, tmp_path / "logps.parquet")
+    passes = {
+        "select --top (global)": ["select", pairs, "--where", "reward_margin > 1", "--top", 0.5, "--by", "reward_margin", "-o", tmp_path / "g.parquet"],
+        "select --normalize-weights": ["select", pairs, "--weight", "weight", "--normalize-weights", "mean", "-o", tmp_path / "n.parquet"],
+        "score alignment_potential": ["score", scored, "--scorer", "alignment_potential", "-o", tmp_path / "ap.parquet"],
+    }
+    for name, args in passes.items():
+        executions.clear()
+        run(*args)
+        assert executions == ["collect", "collect_all"], (name, executions)
     executions.clear()
     run("pairs", ARENA, "--drop-invalid", "--strategy", "best-of-n2", "-o", tmp_path / "d.parquet")
     assert executions == ["collect", "collect_all"], executions  # the narrow table for the DCRM shortcut, then the one run

@@ -54,6 +54,21 @@ def test_weight_and_normalize_mean():
     assert out["weight"].to_list() == pytest.approx([0.5, 1.0, 1.5])
 
 
+def test_the_command_ranks_and_normalises_after_a_statistics_pass(tmp_path, capsys):
+    """`curate select` finds the global cut and the mean weight first, then streams: the API's one-pass answer."""
+    from curate.cli import invoke_command
+
+    src, out = tmp_path / "pairs.parquet", tmp_path / "top.parquet"
+    PAIRS.with_columns(bad=pl.Series([1.0, -20.0, 1.0, 1.0, 1.0, 1.0])).write_parquet(src)
+    assert invoke_command(["select", str(src), "--top", "0.4", "--by", "score", "--normalize-weights", "mean", "-o", str(out)]) == 0
+    got = pl.read_parquet(out)  # b and d (0.9, a tie kept): weights 2 and 4 over their mean, 3
+    assert got["chosen"].to_list() == ["b", "d"] and got["weight"].to_list() == pytest.approx([2 / 3, 4 / 3])
+    # a --weight column with a negative value is reported as such (its row named), not as the mean below 0 it makes
+    assert invoke_command(["select", str(src), "--weight", "bad", "--normalize-weights", "mean", "-o", str(tmp_path / "w.parquet")]) == 2
+    assert "--weight column has null, non-finite or negative values" in capsys.readouterr().err
+    assert not (tmp_path / "w.parquet").exists()
+
+
 def test_bad_options_and_bad_sql():
     with pytest.raises(curate.CurateError, match="need --by"):
         _sel(top=0.5)

@@ -1,4 +1,5 @@
-"""Whole-table statistics merged from blocks (what `--engine ray` runs) equal one pass over the whole table.
+"""Whole-table statistics merged from blocks (what `--engine ray` runs), or computed in a first pass of their own
+(what `curate score` and `curate select` run), give what one pass over the whole table gives.
 
 No Ray here: the table is cut into blocks of whole prompts by hand, each block computes its partial,
 the merge runs as the driver runs it, and the blocks' outputs are compared with the single pass.
@@ -8,6 +9,7 @@ from __future__ import annotations
 
 import numpy as np
 import polars as pl
+import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 from polars.testing import assert_frame_equal
@@ -15,7 +17,9 @@ from polars.testing import assert_frame_equal
 import scorers
 from curate.lineage import Step
 from curate.schema import SOURCE_ROW
+from curate.scoring import statistics_pass as score_statistics
 from curate.selection import given_by_phases, select, select_phases
+from curate.selection import statistics_pass as select_statistics
 from scorers.dual_margin import m2_from_histogram, m2_threshold
 from scorers.functions import merge_moments, moments
 
@@ -83,11 +87,18 @@ def test_table_scorers_from_blocks_equal_one_pass(seed, n_blocks):
     assert_frame_equal(out.drop(SOURCE_ROW), whole, check_exact=False, rel_tol=1e-12, abs_tol=1e-12)
 
 
+def with_odd_values(table: pl.DataFrame, odd: str | None) -> pl.DataFrame:
+    """`margin` with every third value NaN or null (`odd`), or unchanged."""
+    if odd is None:
+        return table
+    return table.with_columns(pl.when(pl.int_range(pl.len()) % 3 == 0).then(float("nan") if odd == "nan" else None).otherwise("margin").alias("margin"))
+
+
 @settings(max_examples=25, deadline=None)
 @given(seed=st.integers(0, 10_000), n_blocks=st.integers(1, 6), top=st.sampled_from([0.1, 0.4, 1.0]), k=st.integers(1, 300),
-       use_k=st.booleans(), normalize=st.booleans(), where=st.sampled_from([None, "chosen_reward > 2"]))  # fmt: skip
-def test_select_from_blocks_equals_one_pass(seed, n_blocks, top, k, use_k, normalize, where):
-    table = pairs_table(150, seed).with_columns(margin=pl.col("chosen_reward") - pl.col("rejected_reward"))
+       use_k=st.booleans(), normalize=st.booleans(), where=st.sampled_from([None, "chosen_reward > 2"]), odd=st.sampled_from([None, "nan", "null"]))  # fmt: skip
+def test_select_from_blocks_equals_one_pass(seed, n_blocks, top, k, use_k, normalize, where, odd):
+    table = with_odd_values(pairs_table(150, seed).with_columns(margin=pl.col("chosen_reward") - pl.col("rejected_reward")), odd)
     opts = {"where": where, "top": None if use_k else top, "top_k": k if use_k else None, "by": "margin",
             "normalize_weights": "mean" if normalize else None}  # fmt: skip
     one = Step("select")
@@ -104,3 +115,63 @@ def test_select_from_blocks_equals_one_pass(seed, n_blocks, top, k, use_k, norma
         for reason, n in s.dropped.items():
             merged[reason] = merged.get(reason, 0) + n
     assert merged == one.dropped
+
+
+@settings(max_examples=40, deadline=None)
+@given(seed=st.integers(0, 10_000), top=st.sampled_from([0.1, 0.4, 1.0]), k=st.integers(1, 300), use_k=st.booleans(),
+       normalize=st.booleans(), where=st.sampled_from([None, "chosen_reward > 2"]), odd=st.sampled_from([None, "nan", "null"]))  # fmt: skip
+def test_select_after_a_statistics_pass_equals_one_pass(seed, top, k, use_k, normalize, where, odd):
+    """The cut and mean weight from a first pass keep the rows the one-pass rank keeps, with the same weights and drop
+    counts; NaN values rank last (as in the one-pass rank) and null ones are dropped, counted."""
+    table = with_odd_values(pairs_table(150, seed).with_columns(margin=pl.col("chosen_reward") - pl.col("rejected_reward")), odd)
+    opts = {"where": where, "top": None if use_k else top, "top_k": k if use_k else None, "by": "margin",
+            "normalize_weights": "mean" if normalize else None}  # fmt: skip
+    one, two = Step("select"), Step("select")
+    whole = select(table.lazy(), step=one, **opts).collect()
+    found = select_statistics(table.lazy(), **opts)
+    assert found is not None and "cut" in found
+    out = select(table.lazy(), step=two, given=found, **opts).collect()
+    assert_frame_equal(out, whole, check_exact=False, rel_tol=1e-12, abs_tol=1e-12)
+    assert two.dropped == one.dropped
+
+
+def test_select_needs_no_statistics_pass_without_a_whole_table_value():
+    table = pairs_table(30, 1).lazy()
+    assert select_statistics(table, where="chosen_reward > 2") is None
+    assert select_statistics(table, top=0.5, by="chosen_reward", per_prompt=True) is None
+    assert select_statistics(table, top=0.5, by="chosen_reward", allow_file_access=True) is None  # one DuckDB query, one pass
+    assert select_statistics(table, normalize_weights="mean") == {"mean_weight": pytest.approx(table.collect()["weight"].mean())}
+
+
+@settings(max_examples=25, deadline=None)
+@given(seed=st.integers(0, 10_000))
+def test_score_after_a_statistics_pass_equals_one_pass(seed):
+    table = pairs_table(240, seed).lazy()
+    names, params = ["reward_margin", "alignment_potential", "dual_margin"], {"min_rows": 5, "mode": "mul"}
+    whole = scorers.score(table, names, **params).collect()
+    found = score_statistics(table, names, params)
+    assert set(found) == {"alignment_potential", "dual_margin"}
+    assert_frame_equal(scorers.score(table, names, statistics=found, **params).collect(), whole, check_exact=False, rel_tol=1e-12, abs_tol=1e-12)
+
+
+def test_score_keeps_one_pass_when_a_whole_table_scorer_reads_a_model_scorer():
+    """A scorer that is not `vectorized` (a model, Python per batch) is not run twice: no statistics pass reads it."""
+    from scorers.base import _REGISTRY, Scorer
+
+    class Rescored(Scorer):
+        level = "pair"
+        requires = ("chosen_reward",)
+        produces = ("chosen_reward",)
+
+        def score(self, frame: pl.LazyFrame) -> pl.LazyFrame:
+            return frame.with_columns(pl.col("chosen_reward").map_batches(lambda s: s + 1.0, return_dtype=pl.Float64))
+
+    scorers.registry()
+    scorers.register("rescored")(Rescored)
+    try:
+        table = pairs_table(30, 2).lazy()
+        assert score_statistics(table, ["rescored", "alignment_potential"], {}) is None
+        assert score_statistics(table, ["alignment_potential", "rescored"], {}) is not None  # it runs after: not read
+        assert score_statistics(table, ["reward_margin"], {}) is None  # row by row: nothing to compute first
+    finally:
+        _REGISTRY.pop("rescored", None)

@@ -25,6 +25,7 @@ class LengthRatio(Scorer):
     produces = ("length_ratio",)
     citation = "example plugin (length bias check)"
     Params = LengthRatioParams
+    vectorized = True  # Polars expressions only: cheap to evaluate twice (e.g. `select --top 0.5 --by length_ratio` in two passes)
 
     def score(self, frame: pl.LazyFrame) -> pl.LazyFrame:
         def size(col: str) -> pl.Expr:
