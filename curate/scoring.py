@@ -62,8 +62,11 @@ def statistics_pass(frame: pl.LazyFrame, names: list[str], params: dict[str, Any
         needs = set(found[name].requires)
         if any(not found[b].vectorized and needs & set(found[b].produces) for b in order[: order.index(name)]):
             return None
+    rows = _statistics_rows(frame, order, found, whole, params)
+    if not rows:  # e.g. dual_margin with fixed thresholds: nothing to compute over the table
+        return None
     (phase,) = score_phases(order, params)
-    return phase.merge([phase.partial(frame, {}).collect().row(0, named=True)], {})
+    return phase.merge([pl.concat(rows, how="horizontal").collect().row(0, named=True)], {})
 
 
 def columns_used(names: list[str]) -> set[str]:
@@ -90,14 +93,7 @@ def score_phases(names: list[str], params: dict[str, Any]) -> list[Any]:
         return []
 
     def partial(frame: pl.LazyFrame, known: dict[str, Any]) -> pl.LazyFrame:
-        rows = []
-        for i, name in enumerate(names):
-            if name not in table_level:
-                continue
-            before = [n for n in names[:i] if n not in table_level]
-            stats = found[name].table_statistics(scorers.score(frame, before, **_params_of(before, params)) if before else frame)
-            if stats is not None:
-                rows.append(stats.select(pl.all().name.prefix(f"{name}:")))
+        rows = _statistics_rows(frame, names, found, table_level, params)
         return pl.concat(rows, how="horizontal") if rows else frame.select(pl.lit(None).alias("none")).head(1)
 
     def merge(parts: list[dict[str, Any]], known: dict[str, Any]) -> dict[str, Any]:
@@ -109,6 +105,20 @@ def score_phases(names: list[str], params: dict[str, Any]) -> list[Any]:
         return out
 
     return [Phase("scorers", partial, merge)]
+
+
+def _statistics_rows(frame: pl.LazyFrame, names: list[str], found: dict[str, Any], table_level: list[str], params: dict[str, Any]) -> list[pl.LazyFrame]:
+    """Each whole-table scorer's one-row partial statistics (columns prefixed `name:`), over `frame` with the row-local
+    scorers before it applied; a scorer with nothing to compute (fixed thresholds) gives none."""
+    rows = []
+    for i, name in enumerate(names):
+        if name not in table_level:
+            continue
+        before = [n for n in names[:i] if n not in table_level]
+        stats = found[name].table_statistics(scorers.score(frame, before, **_params_of(before, params)) if before else frame)
+        if stats is not None:
+            rows.append(stats.select(pl.all().name.prefix(f"{name}:")))
+    return rows
 
 
 def _params_of(names: list[str], params: dict[str, Any]) -> dict[str, Any]:

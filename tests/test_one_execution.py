@@ -210,6 +210,13 @@ def test_each_command_executes_its_plan_once(executions, tmp_path):
         executions.clear()
         run(*args)
         assert executions == ["collect", "collect_all"], (name, executions)
+    # a scorer that reads the whole table only for thresholds it was not given: given them, no first pass
+    executions.clear()
+    with_refs = tmp_path / "refs.parquet"
+    pl.read_parquet(scored).with_columns(ref_chosen_logps=pl.col("chosen_logps") - 1, ref_rejected_logps=pl.col("rejected_logps")).write_parquet(with_refs)
+    executions.clear()
+    run("score", with_refs, "--scorer", "dual_margin", "--param", "mode=add", "-o", tmp_path / "dm.parquet")
+    assert executions == ["collect_all"], executions
     executions.clear()
     run("pairs", ARENA, "--drop-invalid", "--strategy", "best-of-n2", "-o", tmp_path / "d.parquet")
     assert executions == ["collect", "collect_all"], executions  # the narrow table for the DCRM shortcut, then the one run
