@@ -21,11 +21,14 @@ err_console = Console(stderr=True)
 
 @contextmanager
 def spinner(what: str) -> Iterator[None]:
-    """A progress line with elapsed time on stderr while a long step runs."""
+    """A progress line with elapsed time on stderr while a long step runs (none when stderr is not a terminal)."""
+    if not err_console.is_terminal:  # nothing would be drawn: no display to build (it costs a command ~10 ms)
+        yield
+        return
     from rich.progress import Progress, SpinnerColumn, TextColumn, TimeElapsedColumn
 
     columns = (SpinnerColumn(), TextColumn("{task.description}"), TimeElapsedColumn())
-    with Progress(*columns, console=err_console, transient=True, disable=not err_console.is_terminal) as p:
+    with Progress(*columns, console=err_console, transient=True) as p:
         p.add_task(what, total=None)
         yield
 
@@ -33,11 +36,14 @@ def spinner(what: str) -> Iterator[None]:
 @contextmanager
 def progress_bar(what: str, total: int | None, *, unit: str = "rows", enabled: bool = True) -> Iterator[Callable[[int], None]]:
     """A progress bar on stderr (done/total, rate in `unit`/s, time left); yields `advance(n)`. Silent when not a terminal."""
+    if not (enabled and err_console.is_terminal):
+        yield lambda n: None
+        return
     from rich.progress import BarColumn, MofNCompleteColumn, Progress, TaskProgressColumn, TextColumn, TimeRemainingColumn
 
     columns = (TextColumn(what), BarColumn(), MofNCompleteColumn(), TaskProgressColumn(),
                TextColumn(f"{{task.fields[rate]}} {unit}/s"), TimeRemainingColumn())  # fmt: skip
-    with Progress(*columns, console=err_console, transient=False, disable=not (enabled and err_console.is_terminal)) as p:
+    with Progress(*columns, console=err_console, transient=False) as p:
         task = p.add_task(what, total=total, rate="—")
 
         def advance(n: int) -> None:
@@ -62,8 +68,6 @@ def print_step(step: "Step", output: Path | str | None, console: Console = err_c
     if step.rows_out is not None:
         t.add_row("rows out", f"{step.rows_out:,}")
     console.print(t)
-    from rich.markup import escape
-
     for w in step.warnings:
         console.print(f"[yellow]warning:[/] {escape(w)}", highlight=False)
     if output is not None:
