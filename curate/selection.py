@@ -106,7 +106,9 @@ def select_phases(
     def ready(frame: pl.LazyFrame) -> pl.LazyFrame:
         """The rows before the global cut (where, per-prompt top, weights), with the weight column."""
         local = dict(options, by=by, per_prompt=per_prompt, top=top if per_prompt else None, top_k=top_k if per_prompt else None)
-        out = select(frame, **{k: v for k, v in local.items() if k != "allow_file_access"}, step=Step("select"))
+        scratch = Step("select")
+        scratch.deferred_checks = True  # never run here: a `--weight` check runs in the pass that writes, with the bucket's output
+        out = select(frame, **{k: v for k, v in local.items() if k != "allow_file_access"}, step=scratch)
         return out if "weight" in out.collect_schema().names() else out.with_columns(pl.lit(1.0).alias("weight"))
 
     phases = []
@@ -124,12 +126,12 @@ def select_phases(
         def merge(parts: list[dict[str, Any]], known: dict[str, Any]) -> dict[str, Any]:
             rows = sorted(((v, r, w) for p in parts for v, r, w in zip(p["v"] or [], p["r"] or [], p["w"] or [], strict=True)), key=_rank_key)
             kept = rows[: _keep(known.get("rows"), top, top_k)]
-            return {"cut": [kept[-1][0], kept[-1][1]] if kept else None, "mean_weight": _mean([w for _, _, w in kept])}
+            return {"cut": [kept[-1][0], kept[-1][1]] if kept else None, "mean_weight": _usable_or_none(_mean([w for _, _, w in kept]))}
 
         phases.append(Phase("cut", candidates, merge))
     else:
         phases.append(Phase("weights", lambda f, known: ready(f).select(pl.col("weight").sum().alias("s"), pl.col("weight").count().alias("n")),
-                            lambda parts, known: {"mean_weight": _mean_of(parts)}))  # fmt: skip
+                            lambda parts, known: {"mean_weight": _usable_or_none(_mean_of(parts))}))  # fmt: skip
     return phases
 
 
@@ -177,6 +179,11 @@ def _usable(mean: float | None) -> bool:
     """A mean weight to divide by. Otherwise (no rows, or a bad weight) the writing pass computes it and reports any
     problem in its order: a `--weight` column's bad values first, then the mean."""
     return mean is not None and math.isfinite(mean) and mean > 0
+
+
+def _usable_or_none(mean: float | None) -> float | None:
+    """A merged mean weight, or None (each block then computes its own and reports the problem, as `_usable` says)."""
+    return mean if _usable(mean) else None
 
 
 def given_by_phases(known: dict[str, Any]) -> dict[str, Any]:

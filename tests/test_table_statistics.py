@@ -143,6 +143,31 @@ def test_select_needs_no_statistics_pass_without_a_whole_table_value():
     assert select_statistics(table, normalize_weights="mean") == {"mean_weight": pytest.approx(table.collect()["weight"].mean())}
 
 
+@pytest.mark.parametrize("top", [None, 0.5])
+def test_block_phases_with_a_weight_column_run_nothing_and_report_its_bad_values(monkeypatch, top):
+    """A phase's partial plans its rows without running the `--weight` check (the writing pass runs it, with the output);
+    a negative weight that makes the merged mean unusable is still reported as itself, with its row, not as that mean."""
+    table = pairs_table(30, 3).with_columns(w=pl.Series([-40.0] + [1.0] * 29))  # mean -0.37: no mean to divide by
+    opts = {"top": top, "by": "chosen_reward" if top else None, "weight": "w", "normalize_weights": "mean"}
+    parts = blocks_of(table, 3, 0)
+    collected: list[str] = []
+    original = pl.LazyFrame.collect
+    monkeypatch.setattr(pl.LazyFrame, "collect", lambda self, *a, **k: collected.append("collect") or original(self, *a, **k))
+    known: dict = {}
+    for phase in select_phases(**opts):
+        plans = [phase.partial(b.lazy(), dict(known)) for b in parts]
+        assert collected == [], phase.name  # planning a partial executes nothing
+        known[phase.name] = phase.merge([original(plan).row(0, named=True) for plan in plans], dict(known))
+    given_values = given_by_phases(known)
+    assert given_values["mean_weight"] is None  # unusable: each block computes its own, and its checks report first
+    first = next(b for b in parts if (b[SOURCE_ROW] == 0).any())
+    step = Step("select")
+    step.deferred_checks = True  # as the pass that writes a block runs it
+    select(first.lazy(), step=step, given=given_values, **opts)
+    with pytest.raises(scorers.SchemaError, match=r"--weight column has null, non-finite or negative values.*first rows \(0-based\): 0\."):
+        step.settle(pl.collect_all(step.pending_counts()))
+
+
 @settings(max_examples=25, deadline=None)
 @given(seed=st.integers(0, 10_000))
 def test_score_after_a_statistics_pass_equals_one_pass(seed):
