@@ -210,8 +210,7 @@ def test_each_command_executes_its_plan_once(executions, tmp_path):
         executions.clear()
         run(*args)
         assert executions == ["collect", "collect_all"], (name, executions)
-    # a scorer that reads the whole table only for thresholds it was not given: given them, no first pass
-    executions.clear()
+    # a scorer that reads the whole table only for thresholds it was not given: given them (mode=add needs none), no first pass
     with_refs = tmp_path / "refs.parquet"
     pl.read_parquet(scored).with_columns(ref_chosen_logps=pl.col("chosen_logps") - 1, ref_rejected_logps=pl.col("rejected_logps")).write_parquet(with_refs)
     executions.clear()
