@@ -65,8 +65,7 @@ def statistics_pass(frame: pl.LazyFrame, names: list[str], params: dict[str, Any
     rows = _statistics_rows(frame, order, found, whole, params)
     if not rows:  # e.g. dual_margin with fixed thresholds: nothing to compute over the table
         return None
-    (phase,) = score_phases(order, params)
-    return phase.merge([pl.concat(rows, how="horizontal").collect().row(0, named=True)], {})
+    return _merged_statistics([pl.concat(rows, how="horizontal").collect().row(0, named=True)], found, whole)
 
 
 def columns_used(names: list[str]) -> set[str]:
@@ -96,15 +95,7 @@ def score_phases(names: list[str], params: dict[str, Any]) -> list[Any]:
         rows = _statistics_rows(frame, names, found, table_level, params)
         return pl.concat(rows, how="horizontal") if rows else frame.select(pl.lit(None).alias("none")).head(1)
 
-    def merge(parts: list[dict[str, Any]], known: dict[str, Any]) -> dict[str, Any]:
-        out = {}
-        for name in table_level:
-            mine = [{k.removeprefix(f"{name}:"): v for k, v in p.items() if k.startswith(f"{name}:")} for p in parts]
-            if any(mine):
-                out[name] = found[name].merge_statistics(mine)
-        return out
-
-    return [Phase("scorers", partial, merge)]
+    return [Phase("scorers", partial, lambda parts, known: _merged_statistics(parts, found, table_level))]
 
 
 def _statistics_rows(frame: pl.LazyFrame, names: list[str], found: dict[str, Any], table_level: list[str], params: dict[str, Any]) -> list[pl.LazyFrame]:
@@ -119,6 +110,16 @@ def _statistics_rows(frame: pl.LazyFrame, names: list[str], found: dict[str, Any
         if stats is not None:
             rows.append(stats.select(pl.all().name.prefix(f"{name}:")))
     return rows
+
+
+def _merged_statistics(parts: list[dict[str, Any]], found: dict[str, Any], table_level: list[str]) -> dict[str, Any]:
+    """Each whole-table scorer's statistics from every block's partial row (its `name:` columns), by its `merge_statistics`."""
+    out = {}
+    for name in table_level:
+        mine = [{k.removeprefix(f"{name}:"): v for k, v in p.items() if k.startswith(f"{name}:")} for p in parts]
+        if any(mine):
+            out[name] = found[name].merge_statistics(mine)
+    return out
 
 
 def _params_of(names: list[str], params: dict[str, Any]) -> dict[str, Any]:

@@ -104,12 +104,7 @@ def select_phases(
         raise CurateError("--allow-file-access reads the whole table in one query; it cannot run block by block (--engine ray).")
 
     def ready(frame: pl.LazyFrame) -> pl.LazyFrame:
-        """The rows before the global cut (where, per-prompt top, weights), with the weight column."""
-        local = dict(options, by=by, per_prompt=per_prompt, top=top if per_prompt else None, top_k=top_k if per_prompt else None)
-        scratch = Step("select")
-        scratch.deferred_checks = True  # never run here: a `--weight` check runs in the pass that writes, with the bucket's output
-        out = select(frame, **{k: v for k, v in local.items() if k != "allow_file_access"}, step=scratch)
-        return out if "weight" in out.collect_schema().names() else out.with_columns(pl.lit(1.0).alias("weight"))
+        return _before_cut(frame, by=by, per_prompt=per_prompt, top=top, top_k=top_k, **options)
 
     phases = []
     if global_top:
@@ -118,10 +113,7 @@ def select_phases(
                                 lambda parts, known: sum(p["n"] for p in parts)))  # fmt: skip
 
         def candidates(frame: pl.LazyFrame, known: dict[str, Any]) -> pl.LazyFrame:
-            k = _keep(known.get("rows"), top, top_k)
-            best = ready(frame).filter(pl.col(by).is_not_null()).select(pl.col(by).cast(pl.Float64).alias("v"), pl.col(SOURCE_ROW).alias("r"),
-                                                                        pl.col("weight").cast(pl.Float64).alias("w"))  # fmt: skip
-            return best.sort(-pl.col("v"), "r").head(k).select(pl.all().implode())  # `_top`'s order: NaN last
+            return _ranked(ready(frame), by).head(_keep(known.get("rows"), top, top_k)).select(pl.all().implode())
 
         def merge(parts: list[dict[str, Any]], known: dict[str, Any]) -> dict[str, Any]:
             rows = sorted(((v, r, w) for p in parts for v, r, w in zip(p["v"] or [], p["r"] or [], p["w"] or [], strict=True)), key=_rank_key)
@@ -158,32 +150,37 @@ def statistics_pass(frame: pl.LazyFrame, *, top: float | None = None, top_k: int
         if producer is not None and not scorers.registry()[producer].vectorized:
             return None
     numbered = frame.with_row_index(SOURCE_ROW)  # the numbers the writing pass gives the same rows
-    local = {"top": top, "top_k": top_k} if per_prompt else {}
-    scratch = Step("select")
-    scratch.deferred_checks = True  # its counts and checks are never run: the writing pass runs them, with the output
-    ready = select(numbered, by=by, per_prompt=per_prompt, weight=weight, **local, **options, step=scratch)
-    w = (pl.col("weight") if "weight" in ready.collect_schema().names() else pl.lit(1.0)).cast(pl.Float64).alias("w")
+    ready = _before_cut(numbered, by=by, per_prompt=per_prompt, top=top, top_k=top_k, weight=weight, **options)
     if not global_top:
-        mean = ready.select(w.mean()).collect().item()
-        return {"mean_weight": mean} if _usable(mean) else None
-    v = pl.col(by).cast(pl.Float64)
-    ranked = ready.filter(v.is_not_null()).select(v.alias("v"), pl.col(SOURCE_ROW).alias("r"), w).sort(-pl.col("v"), "r").collect()
+        return {"mean_weight": _usable_or_none(ready.select(pl.col("weight").cast(pl.Float64).mean()).collect().item())}
+    ranked = _ranked(ready, by).collect()
     kept = ranked.head(_keep(ranked.height, top, top_k))
     if kept.is_empty():
         return {"cut": None}
-    mean = kept["w"].mean()
-    return {"cut": [kept["v"][-1], kept["r"][-1]], **({"mean_weight": mean} if _usable(mean) else {})}
+    return {"cut": [kept["v"][-1], kept["r"][-1]], "mean_weight": _usable_or_none(kept["w"].mean())}
 
 
-def _usable(mean: float | None) -> bool:
-    """A mean weight to divide by. Otherwise (no rows, or a bad weight) the writing pass computes it and reports any
-    problem in its order: a `--weight` column's bad values first, then the mean."""
-    return mean is not None and math.isfinite(mean) and mean > 0
+def _before_cut(frame: pl.LazyFrame, *, by: str | None, per_prompt: bool, top: float | None, top_k: int | None, **options: Any) -> pl.LazyFrame:
+    """The rows a global top ranks (after `where`, a per-prompt top and `--weight`), with a `weight` column. Its counts
+    and checks are never run: the pass that writes runs them, with the output."""
+    scratch = Step("select")
+    scratch.deferred_checks = True
+    local = {"top": top, "top_k": top_k} if per_prompt else {}
+    out = select(frame, by=by, per_prompt=per_prompt, **local, **options, step=scratch)
+    return out if "weight" in out.collect_schema().names() else out.with_columns(pl.lit(1.0).alias("weight"))
+
+
+def _ranked(frame: pl.LazyFrame, by: str) -> pl.LazyFrame:
+    """Candidates for a global top: (value `v`, input row `r`, weight `w`) in `_top`'s order (value descending, NaN last, then row)."""
+    v = pl.col(by).cast(pl.Float64)
+    w = pl.col("weight").cast(pl.Float64)
+    return frame.filter(v.is_not_null()).select(v.alias("v"), pl.col(SOURCE_ROW).alias("r"), w.alias("w")).sort(-pl.col("v"), "r")
 
 
 def _usable_or_none(mean: float | None) -> float | None:
-    """A merged mean weight, or None (each block then computes its own and reports the problem, as `_usable` says)."""
-    return mean if _usable(mean) else None
+    """A mean weight to divide by, else None: with no rows or a bad weight the writing pass (each block, on Ray) computes
+    the mean itself and reports any problem in its order: a `--weight` column's bad values first, then the mean."""
+    return mean if mean is not None and math.isfinite(mean) and mean > 0 else None
 
 
 def given_by_phases(known: dict[str, Any]) -> dict[str, Any]:
