@@ -7,7 +7,7 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any
 
-from curate.errors import CurateError, SchemaError
+from curate.errors import CurateError, CurateWarning, SchemaError
 
 __version__ = "0.2.0"
 
@@ -28,7 +28,7 @@ _LAZY = {
     "score": "scorers.base",
 }
 
-__all__ = ["CurateError", "SchemaError", "__version__", "export", "sql", *_LAZY]
+__all__ = ["CurateError", "CurateWarning", "SchemaError", "__version__", "export", "sql", *_LAZY]
 
 if TYPE_CHECKING:  # pragma: no cover
     from curate.io import load, read, write

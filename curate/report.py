@@ -139,8 +139,10 @@ def table_sections(path: str | os.PathLike, ids: _Ids) -> list[Section]:
     """The sections for one table: lineage and drops, per model, histograms, DCRM picture, difficulty."""
     import scorers
     from curate.io import load
+    from curate.lineage import Step
 
-    table = load(path, kind=None)  # validated: conversational completions are read as text
+    read = Step("read")  # what validation found (duplicates, converted columns) goes into the overview
+    table = load(path, kind=None, step=read)  # validated: conversational completions are read as text
     frame, lineage, kind = table.frame, table.lineage, table.kind
     names = frame.collect_schema().names()
     numeric = [c for c, t in frame.collect_schema().items() if t.is_numeric()]
@@ -157,6 +159,7 @@ def table_sections(path: str | os.PathLike, ids: _Ids) -> list[Section]:
 
     overview = Section(f"{name}: a `{kind}` table")
     overview.html.append(f"<p>{df.height:,} rows; columns: {html.escape(', '.join(names))}.</p>")
+    overview.html.extend(f"<p>Note: {html.escape(note)}.</p>" for note in read.warnings)
     steps = lineage.steps
     if steps:
         rows = [{"#": i, "step": s.name, "rows in": s.rows_in, "rows out": s.rows_out,

@@ -13,7 +13,7 @@ from typing import Any
 import polars as pl
 
 from curate import messages as msg
-from curate.errors import SchemaError
+from curate.errors import SchemaError, warn
 from curate.lineage import Step
 
 KINDS = ("samples", "pairs", "triplets", "ranked")
@@ -395,7 +395,7 @@ def check(
             if dedup:
                 step.drop("duplicate (prompt_id, response, model)", n_dup)
             else:
-                step.warn(f"{n_dup} duplicate (prompt_id, response, model) row(s) in {source or 'the table'}; pass --dedup to drop them")
+                step.warn(f"{n_dup} duplicate (prompt_id, response, model) row(s) in {source or 'the table'}; pass --dedup (in Python, dedup=True) to drop them")
 
     return Checked(frame=out, stats=stats, settle=settle)
 
@@ -420,15 +420,22 @@ def validate(
     Raises SchemaError naming the source file, the column, the first offending rows and their count.
     With `drop_invalid`, rows failing a check are dropped instead and counted on `step`, each row once,
     under the first check it fails. Duplicate (prompt_id, response, model) samples are reported on
-    `step`, and dropped when `dedup`.
+    `step`, and dropped when `dedup`. Without a `step`, each drop and note is a `CurateWarning`.
     """
-    checked = check(frame, kind, source=source, dedup=dedup, drop_invalid=drop_invalid, step=step, rehash_prompt_ids=rehash_prompt_ids,
+    told = step if step is not None else Step("read")  # a Python caller with no step is told by warnings
+    checked = check(frame, kind, source=source, dedup=dedup, drop_invalid=drop_invalid, step=told, rehash_prompt_ids=rehash_prompt_ids,
                     drop_hint=drop_hint)  # fmt: skip
     try:
         row = checked.stats.collect().row(0, named=True)
     except pl.exceptions.PolarsError as exc:  # e.g. a truncated file or a cast that fails on the data
         raise read_error(exc, source) from exc
     checked.settle(row)
+    if step is None:
+        for note in told.warnings:
+            warn(note)
+        for reason, count in told.counts.items():
+            unit = told.units[reason].removesuffix("s") if count == 1 else told.units[reason]
+            warn(f"dropped {count:,} {unit} of {source or 'the table'}: {reason}")
     return checked.frame
 
 

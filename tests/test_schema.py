@@ -200,3 +200,43 @@ def test_pairs_kind_detected_and_required(tmp_path):
     assert table.kind == "pairs"
     with pytest.raises(curate.SchemaError, match="chosen_target"):
         curate.read(path, kind="triplets")
+
+
+
+def test_a_python_reader_is_warned_of_what_a_command_would_report(tmp_path):
+    """Without a step, a converted column, duplicates and dropped rows are CurateWarnings at the caller's line."""
+    data = {"prompt_id": [7, 7, 7, 8], "prompt": ["p", "p", "p", "q"], "response": ["x", "x", "y", "z"], "model": ["m"] * 4,
+            "reward": [1.0, 2.0, 3.0, 0.5]}  # fmt: skip
+    path = write_parquet(tmp_path, "d.parquet", data)
+    with pytest.warns(curate.CurateWarning) as told:
+        assert curate.read(path).collect().height == 4  # reported, kept
+    assert [str(w.message) for w in told] == [
+        f"`prompt_id` holds Int64 values in {path}; read as text",
+        f"1 duplicate (prompt_id, response, model) row(s) in {path}; pass --dedup (in Python, dedup=True) to drop them",
+    ]
+    assert {w.filename for w in told} == {__file__}
+    with pytest.warns(curate.CurateWarning) as told:
+        assert curate.read(path, dedup=True).collect()["reward"].to_list() == [1.0, 3.0, 0.5]
+    assert str(told[-1].message) == f"dropped 1 row of {path}: duplicate (prompt_id, response, model)"
+
+    data["reward"][1], data["prompt_id"] = float("nan"), ["a", "a", "a", "b"]
+    bad = write_parquet(tmp_path, "nan.parquet", data)
+    with pytest.raises(curate.SchemaError, match="NaN"):
+        curate.read(bad)
+    with pytest.warns(curate.CurateWarning) as told:
+        assert curate.read(bad, drop_invalid=True).collect()["reward"].to_list() == [1.0, 3.0, 0.5]
+    assert [str(w.message) for w in told] == [f"dropped 1 row of {bad}: invalid `reward`: NaN or infinite value"]
+
+
+def test_a_clean_table_or_a_step_gets_no_python_warning(tmp_path):
+    """A clean table warns of nothing; with a step (the CLI's) what validation finds goes to the step only."""
+    clean = write_parquet(tmp_path, "c.parquet", {"prompt_id": ["a", "a"], "prompt": ["p", "p"], "response": ["x", "y"]})
+    dup = write_parquet(tmp_path, "d.parquet", {"prompt_id": ["a", "a"], "prompt": ["p", "p"], "response": ["x", "x"]})
+    import warnings
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        curate.read(clean).collect()
+        step = Step("read")
+        curate.load(dup, step=step).frame.collect()
+    assert step.warnings and "1 duplicate" in step.warnings[0]
