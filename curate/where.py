@@ -134,13 +134,23 @@ def _check_binds(predicate: str, schema: pl.Schema, used: list[str]) -> None:
     """Bind the predicate against an empty table with the columns it uses: unknown columns and type errors show now."""
     import duckdb
 
-    empty = pl.DataFrame(schema={c: schema[c] for c in used}) if used else pl.DataFrame({"__n": pl.Series([], dtype=pl.Int64)})
+    try:
+        _bind(predicate, {c: schema[c] for c in used})
+    except duckdb.Error as exc:
+        problem = exc
+        try:  # again over every column, so that DuckDB's "Candidate bindings" are the table's own columns
+            _bind(predicate, {c: t for c, t in schema.items() if not c.startswith("__")})  # not curate's internal columns
+        except duckdb.Error as whole:
+            problem = whole
+        raise CurateError(f"--where {predicate!r} is not a valid DuckDB predicate over this table: {problem}") from exc
+
+
+def _bind(predicate: str, columns: dict[str, pl.DataType]) -> None:
+    empty = pl.DataFrame(schema=columns) if columns else pl.DataFrame({"__n": pl.Series([], dtype=pl.Int64)})
     con = _connection()
     con.register("batch", empty.to_arrow())
     try:
         con.sql(f"SELECT ({predicate}) AS m FROM batch").to_arrow_table()
-    except duckdb.Error as exc:
-        raise CurateError(f"--where {predicate!r} is not a valid DuckDB predicate over this table: {exc}") from exc
     finally:
         con.unregister("batch")
 

@@ -78,6 +78,9 @@ def test_bad_options_and_bad_sql():
         _sel(top_k=1, by="nope")
     with pytest.raises(curate.CurateError, match="not a valid DuckDB predicate"):
         _sel(where="reward_margin >>> 1")
+    with pytest.raises(curate.CurateError, match="not found") as misspelt:  # DuckDB's suggestions are the table's columns
+        _sel(where="reward_mragin > 1")
+    assert '"reward_margin"' in str(misspelt.value) and '"__' not in str(misspelt.value)
     with pytest.raises(curate.SchemaError, match=r"--weight column has null.*first rows \(0-based\): 2"):
         _sel(weight="score")
 
