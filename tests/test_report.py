@@ -82,3 +82,19 @@ def test_report_of_a_million_rows_stays_small(tmp_path):
                   "chosen_reward": rng.normal(1, 1, n), "rejected_reward": rng.normal(0, 1, n), "weight": rng.uniform(0, 2, n)}).write_parquet(path)  # fmt: skip
     report([path], tmp_path / "big.html")
     assert (tmp_path / "big.html").stat().st_size < 5_000_000
+
+
+def test_the_overview_says_what_validation_found(tmp_path):
+    """Duplicates and converted columns are notes in the table's overview (a Python warning would reach no reader of a page)."""
+    import warnings
+
+    from curate.report import _Ids, table_sections
+
+    path = tmp_path / "dup.parquet"
+    pl.DataFrame({"prompt_id": [1, 1, 2], "prompt": ["p", "p", "q"], "response": ["x", "x", "y"]}).write_parquet(path)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        overview = table_sections(path, _Ids())[0]
+    notes = [h for h in overview.html if h.startswith("<p>Note:")]
+    assert notes == [f"<p>Note: `prompt_id` holds Int64 values in {path}; read as text.</p>",
+                     f"<p>Note: 1 duplicate (prompt_id, response, model) row(s) in {path}; pass --dedup (in Python, dedup=True) to drop them.</p>"]  # fmt: skip
