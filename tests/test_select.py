@@ -65,7 +65,8 @@ def test_the_command_ranks_and_normalises_after_a_statistics_pass(tmp_path, caps
     assert got["chosen"].to_list() == ["b", "d"] and got["weight"].to_list() == pytest.approx([2 / 3, 4 / 3])
     # a --weight column with a negative value is reported as such (its row named), not as the mean below 0 it makes
     assert invoke_command(["select", str(src), "--weight", "bad", "--normalize-weights", "mean", "-o", str(tmp_path / "w.parquet")]) == 2
-    assert "--weight column has null, non-finite or negative values" in capsys.readouterr().err
+    err = " ".join(capsys.readouterr().err.split())  # one paragraph, however the console wrapped it
+    assert "--weight column has null, non-finite or negative values; column `bad`; 1 row(s); first rows (0-based): 1." in err
     assert not (tmp_path / "w.parquet").exists()
 
 
