@@ -6,6 +6,7 @@ polars) and its scorers raise the same `SchemaError` for missing columns.
 
 from __future__ import annotations
 
+import os
 import sys
 import warnings
 from pathlib import Path
@@ -14,7 +15,7 @@ from scorers.errors import CurateError, SchemaError
 
 __all__ = ["CurateError", "CurateWarning", "SchemaError", "warn"]
 
-_OURS = tuple(str(Path(__file__).resolve().parent.parent / name) for name in ("curate", "scorers"))
+_OURS = tuple(str(Path(__file__).resolve().parent.parent / name) + os.sep for name in ("curate", "scorers"))
 
 
 class CurateWarning(UserWarning):

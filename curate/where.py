@@ -142,10 +142,13 @@ def _check_binds(predicate: str, schema: pl.Schema, used: list[str]) -> None:
             _bind(predicate, {c: t for c, t in schema.items() if not c.startswith("__")})  # not curate's internal columns
         except duckdb.Error as whole:
             problem = whole
+        except Exception:  # noqa: BLE001 - a column DuckDB cannot take: the first message stands
+            pass
         raise CurateError(f"--where {predicate!r} is not a valid DuckDB predicate over this table: {problem}") from exc
 
 
 def _bind(predicate: str, columns: dict[str, pl.DataType]) -> None:
+    """Plan the predicate over an empty table of `columns` (DuckDB raises what it cannot bind)."""
     empty = pl.DataFrame(schema=columns) if columns else pl.DataFrame({"__n": pl.Series([], dtype=pl.Int64)})
     con = _connection()
     con.register("batch", empty.to_arrow())
