@@ -1,6 +1,7 @@
-"""Errors that curate reports to users; the CLI prints them as one paragraph and exits with code 2.
+"""Errors that curate reports to users (the CLI prints them as one paragraph and exits with code 2), and the warning
+a Python caller gets for what a command would report on its step.
 
-They are defined in `scorers.errors` because `scorers` sits below `curate` (it depends only on
+The errors are defined in `scorers.errors` because `scorers` sits below `curate` (it depends only on
 polars) and its scorers raise the same `SchemaError` for missing columns.
 """
 
