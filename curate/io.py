@@ -216,7 +216,7 @@ def load(
     drop_invalid: bool = False,
     step: Step | None = None,
     split: str | None = None,
-    rehash_prompt_ids: bool = False,
+    rehash_prompt_ids: bool | None = False,
     deferred: bool = False,
     drop_hint: bool = True,
     only: set[str] | None = None,

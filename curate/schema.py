@@ -29,6 +29,7 @@ class Column:
     dtype: pl.DataType
     required: bool = False
     non_empty: bool = False  # strings: no nulls and no empty strings
+    not_null: bool = False  # no nulls (an id)
     finite: bool = False  # floats: no NaN/inf (nulls are allowed: "not graded")
     conversation: bool = False  # text, or a list of messages (a prompt)
     message: bool = False  # text, or one assistant message (a response), stored as text
@@ -47,6 +48,7 @@ def _paired(prefix_names: dict[str, pl.DataType], roles: tuple[str, ...]) -> lis
 
 _PER_RESPONSE = {"model": STR, "reward": F64, "correct": BOOL, "logps": F64, "ref_logps": F64, "n_tokens": I64}
 PROMPT = Column("prompt", STR, required=True, non_empty=True, conversation=True)
+PROMPT_ID = Column("prompt_id", STR, not_null=True)  # optional, but a row with the column and no id belongs to no prompt
 
 
 def _text(name: str) -> Column:
@@ -55,7 +57,7 @@ def _text(name: str) -> Column:
 
 SCHEMAS: dict[str, list[Column]] = {
     "samples": [
-        Column("prompt_id", STR),
+        PROMPT_ID,
         PROMPT,
         _text("response"),
         Column("model", STR),
@@ -70,7 +72,7 @@ SCHEMAS: dict[str, list[Column]] = {
         Column("embedding", pl.List(pl.Float32)),
     ],
     "pairs": [
-        Column("prompt_id", STR),
+        PROMPT_ID,
         PROMPT,
         _text("chosen"),
         _text("rejected"),
@@ -78,7 +80,7 @@ SCHEMAS: dict[str, list[Column]] = {
         Column("weight", F64, finite=True),
     ],
     "triplets": [
-        Column("prompt_id", STR),
+        PROMPT_ID,
         PROMPT,
         _text("chosen"),
         _text("chosen_target"),
@@ -87,12 +89,12 @@ SCHEMAS: dict[str, list[Column]] = {
         Column("weight", F64, finite=True),
     ],
     "prompts": [  # input of `curate sample` / `curate augment`: one row per prompt
-        Column("prompt_id", STR),
+        PROMPT_ID,
         PROMPT,
         Column("gold", STR),
     ],
     "ranked": [
-        Column("prompt_id", STR),
+        PROMPT_ID,
         PROMPT,
         Column("responses", pl.List(STR), required=True),
         Column("rewards", pl.List(F64)),
@@ -182,6 +184,8 @@ def _column_checks(col: Column, have: pl.DataType, source: str | None) -> tuple[
         exprs.append(c.cast(col.dtype))
     if col.non_empty:
         checks.append((col.name, "null or empty (blank) string", blank(c)))
+    if col.not_null:
+        checks.append((col.name, _NULL, c.is_null()))
     if col.finite and have.is_float():
         checks.append((col.name, "NaN or infinite value", c.is_not_null() & ~c.is_finite()))
     if col.required and isinstance(col.dtype, pl.List):
@@ -234,7 +238,7 @@ def check(
     dedup: bool = False,
     drop_invalid: bool = False,
     step: Step | None = None,
-    rehash_prompt_ids: bool = False,
+    rehash_prompt_ids: bool | None = False,
     drop_hint: bool = True,
     only: set[str] | None = None,
     keep_row: bool = False,
@@ -242,11 +246,13 @@ def check(
     """Plan the validation of `frame` as a `kind` table: schema errors raise now, row checks run with `stats`.
 
     Row checks: blank prompts and responses (Unicode spaces count as blank), malformed conversations,
-    non-finite numbers, 0/1 flags; one `prompt_id` given to different prompts; duplicate
+    non-finite numbers, 0/1 flags, a null `prompt_id`; one `prompt_id` given to different prompts; duplicate
     (prompt_id, response, model) samples. Each bad row counts once, under the first check it fails.
     `only` limits the row checks to the columns a command reads (e.g. a per-prompt score never reads
     the responses); the schema is checked whole. `keep_row` leaves the internal row number `__row` on
-    the frame, so the command builds on the very plan the checks use.
+    the frame, so the command builds on the very plan the checks use. `drop_hint` says whether the
+    caller offers `--drop-invalid`, `rehash_prompt_ids=None` that it offers no `--rehash-prompt-ids`
+    (the errors' hints name only the options there are).
     """
     if kind not in SCHEMAS:
         raise SchemaError(f"unknown table kind {kind!r}; expected one of {', '.join(SCHEMAS)}", source=source)
@@ -314,7 +320,7 @@ def check(
         aggs.append(mine.sum().alias(f"__c{i}"))
         aggs.append(pl.col("__row").filter(mine).head(_MAX_ROWS_SHOWN).implode().alias(f"__r{i}"))
     earlier = fails.is_not_null()
-    prompts = None  # distinct ids of the valid rows (null counts as one), from the collision check's count when it has one
+    prompts = None  # distinct ids of the valid rows (a null id fails its row's check), from the collision check's count when it has one
     collides = None
     if collision:
         # a check across rows, kept out of the per-row column above (a window there would cost the output's path too)
@@ -332,7 +338,7 @@ def check(
             ids = pl.col("prompt_id").filter(mask).n_unique()
             pair = (pl.col("prompt_id").hash(1) ^ pl.col(_PROMPT_HASH)).filter(mask)  # one u64 per (id, prompt): no struct rows
             aggs.append((pair.n_unique().cast(pl.Int64) - ids.cast(pl.Int64)).clip(lower_bound=0).alias(f"__c{i}"))
-            prompts = ids.cast(pl.Int64) + (~earlier & pl.col("prompt_id").is_null()).any().cast(pl.Int64)
+            prompts = ids.cast(pl.Int64)
             the_id = pl.col("prompt_id").filter(mine).first()
             collision_detail = base.select(mine.sum().alias(f"__c{i}"), pl.col("__row").filter(mine).head(_MAX_ROWS_SHOWN).implode().alias(f"__r{i}"),
                                            the_id.alias("__collision_id"), pl.col("__row").filter(pl.col("prompt_id") == the_id).min().alias("__collision_first"))  # fmt: skip
@@ -374,15 +380,14 @@ def check(
         failed = [(i, c) for i, c in enumerate(checks) if row[f"__c{i}"]]
         if failed and not drop_invalid:
             i, (name, problem, _) = failed[0]
+            hint = _hint(name, problem, drop=drop_hint, rehash=rehash_prompt_ids is not None)
             if problem == _COLLISION:
                 row = {**row, **collision_detail.collect().row(0, named=True)}
                 raise SchemaError(
                     f"prompt_id {row['__collision_id']!r} is given to different prompts (rows {row['__collision_first']} and "
                     f"{row[f'__r{i}'][0]} differ); pairs and lists would mix them",
-                    source=source, column="prompt_id", rows=row[f"__r{i}"], count=row[f"__c{i}"],
-                    hint="Fix the ids, or pass --rehash-prompt-ids to derive prompt_id from the prompt text.",
+                    source=source, column="prompt_id", rows=row[f"__r{i}"], count=row[f"__c{i}"], hint=hint,
                 )  # fmt: skip
-            hint = "Fix these rows, or pass --drop-invalid to drop them (the drops are counted and reported)." if drop_hint else "Fix these rows."
             raise SchemaError(problem, source=source, column=name, rows=row[f"__r{i}"], count=row[f"__c{i}"], hint=hint)
         if failed:
             if step is not None:
@@ -401,6 +406,20 @@ def check(
 
 
 _COLLISION = "one prompt_id, several prompts"
+_NULL = "null value"
+
+
+def _hint(column: str, problem: str, *, drop: bool, rehash: bool) -> str:
+    """What to do about rows that fail a check: the options a command offers (`drop`: --drop-invalid, `rehash`: --rehash-prompt-ids)."""
+    dropping = "pass --drop-invalid to drop them (the drops are counted and reported)"
+    if column != "prompt_id":
+        return f"Fix these rows, or {dropping}." if drop else "Fix these rows."
+    fix = "Fill in the ids" if problem == _NULL else "Fix the ids"
+    derive = "pass --rehash-prompt-ids to derive prompt_id from the prompt text" if rehash else \
+        "remove the prompt_id column (curate then derives it from the prompt text)"  # fmt: skip
+    if problem == _NULL and drop:
+        return f"{fix}, {derive}, or pass --drop-invalid to drop these rows."
+    return f"{fix}, or {derive}."
 _PROMPT_HASH, _KEY_HASH = "__prompt_hash", "__key_hash"  # per-row hashes for the checks across rows (internal columns)
 
 
@@ -412,7 +431,7 @@ def validate(
     dedup: bool = False,
     drop_invalid: bool = False,
     step: Step | None = None,
-    rehash_prompt_ids: bool = False,
+    rehash_prompt_ids: bool | None = False,
     drop_hint: bool = True,
 ) -> pl.LazyFrame:
     """Check `frame` against the `kind` schema now and return it with types cast and `prompt_id` derived.

@@ -38,7 +38,7 @@ def run_step(
     dedup: bool = False,
     drop_invalid: bool = False,
     split: str | None = None,
-    rehash_prompt_ids: bool = False,
+    rehash_prompt_ids: bool | None = False,
     drop_hint: bool = True,
     card: str | CardFn | Callable[..., str] | None = None,
     card_meta: dict | None = None,

@@ -68,6 +68,36 @@ def test_prompt_id_collision_is_an_error_naming_id_and_rows(tmp_path):
     assert "source_prompt_id" in pairs.columns or "chosen_source_prompt_id" in pairs.columns
 
 
+def test_a_null_prompt_id_is_an_error_not_a_prompt(tmp_path):
+    # rows 0 and 1 have no id: before, they were grouped as one prompt of null id and then lost in a join, counted as a
+    # prompt "with fewer than two distinct graded rewards" (they have two); prompt "r" (id a) makes the one pair
+    df = pl.DataFrame({"prompt_id": [None, None, "a", "a"], "prompt": ["p", "q", "r", "r"], "response": ["x", "y", "z", "w"],
+                       "reward": [1.0, 2.0, 3.0, 0.5]})  # fmt: skip
+    path = tmp_path / "ids.parquet"
+    df.write_parquet(path)
+    r = curate_cli("pairs", path, "--strategy", "best-vs-worst", "-o", tmp_path / "p.parquet")
+    assert r.returncode == 2 and not (tmp_path / "p.parquet").exists()
+    assert one_line(r) == (f"error: {path}: null value; column `prompt_id`; 2 row(s); first rows (0-based): 0, 1. Fill in the ids, "
+                           "pass --rehash-prompt-ids to derive prompt_id from the prompt text, or pass --drop-invalid to drop these rows.")  # fmt: skip
+    r = curate_cli("pairs", path, "--strategy", "best-vs-worst", "--drop-invalid", "-o", tmp_path / "p.parquet")
+    assert r.returncode == 0 and "dropped (rows): invalid `prompt_id`: null value" in one_line(r)
+    assert pl.read_parquet(tmp_path / "p.parquet").select("chosen", "rejected").rows() == [("z", "w")]
+    r = curate_cli("pairs", path, "--strategy", "best-vs-worst", "--rehash-prompt-ids", "-o", tmp_path / "p.parquet")
+    assert r.returncode == 0 and pl.read_parquet(tmp_path / "p.parquet").select("chosen", "rejected").rows() == [("z", "w")]  # p, q: one response each
+
+
+def test_an_id_hint_names_only_options_the_command_has(tmp_path):
+    # `select` has no --rehash-prompt-ids: its hint says what works there, and following it works
+    pairs = pl.DataFrame({"prompt_id": ["a", "a"], "prompt": ["p", "q"], "chosen": ["x", "y"], "rejected": ["z", "w"], "weight": [1.0, 2.0]})
+    path = tmp_path / "pairs.parquet"
+    pairs.write_parquet(path)
+    r = curate_cli("select", path, "--top-k", "1", "--by", "weight", "-o", tmp_path / "s.parquet")
+    assert r.returncode == 2 and one_line(r).endswith("Fix the ids, or remove the prompt_id column (curate then derives it from the prompt text).")
+    pairs.drop("prompt_id").write_parquet(path)
+    r = curate_cli("select", path, "--top-k", "1", "--by", "weight", "-o", tmp_path / "s.parquet")
+    assert r.returncode == 0 and pl.read_parquet(tmp_path / "s.parquet")["chosen"].to_list() == ["y"]
+
+
 # 3. checkpoints are never unpickled ------------------------------------------------------------------------------
 
 

@@ -144,20 +144,19 @@ def test_prompt_id_collision_dropped_rows_counted_exactly(tmp_path):
 @settings(max_examples=80, deadline=None)
 @given(st.lists(st.tuples(st.sampled_from([None, "a", "b", "c"]), st.sampled_from(["p", "q", "  ", None])), min_size=1, max_size=12))
 def test_collision_check_and_prompt_count_match_brute_force(rows):
-    """The one-pass check finds a collision exactly when some id holds two prompts among the valid (non-blank) rows,
-    and counts the valid rows' distinct ids, a null id counting as one."""
+    """The one-pass check finds a collision exactly when some id holds two prompts among the valid rows (a non-blank
+    prompt and an id: a null id is invalid), and counts the valid rows' distinct ids."""
     from curate.schema import check
 
     ids, prompts = zip(*rows, strict=True)
     frame = pl.LazyFrame({"prompt_id": list(ids), "prompt": list(prompts), "response": ["r"] * len(rows)},
                          schema={"prompt_id": pl.String, "prompt": pl.String, "response": pl.String})  # fmt: skip
     stats = check(frame, "samples").stats.collect().row(0, named=True)
-    valid = [(i, p) for i, p in rows if p is not None and p.strip()]
+    valid = [(i, p) for i, p in rows if i is not None and p is not None and p.strip()]
     assert stats["__prompts"] == len({i for i, _ in valid})
     prompts_of: dict[str, set[str]] = {}
     for i, p in valid:
-        if i is not None:
-            prompts_of.setdefault(i, set()).add(p)
+        prompts_of.setdefault(i, set()).add(p)
     collision = max((k for k in stats if k.startswith("__c")), key=lambda k: int(k[3:]))  # the cross-row check comes last
     assert stats[collision] == sum(len(ps) - 1 for ps in prompts_of.values())
 

@@ -103,7 +103,7 @@ def load_preference_data(
     from curate.io import load
 
     step = Step("tokenize", params={"max_length": max_length, "max_prompt_length": max_prompt_length}, inputs=[str(path)])
-    table = load(path, kind=None, step=step, split=split, drop_hint=False)
+    table = load(path, kind=None, step=step, split=split, drop_hint=False, rehash_prompt_ids=None)
     if table.kind == "samples":
         raise CurateError(f"{path}: training needs a pairs, triplets or ranked table; build one with `curate pairs` first.")
     df = table.frame.collect()
