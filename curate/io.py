@@ -20,7 +20,7 @@ import polars as pl
 from curate import hub
 from curate.errors import CurateError, SchemaError
 from curate.lineage import Lineage, Step
-from curate.schema import Checked, check, detect_kind, validate
+from curate.schema import TEXT_COLUMNS, Checked, check, detect_kind, validate
 from curate.sinks import (  # noqa: F401  (re-exported: the writing side of curate.io)
     FORMATS,
     JSONL_SUFFIXES as _JSONL,
@@ -145,7 +145,9 @@ def _scan_file(p: Path) -> tuple[pl.LazyFrame, Lineage]:
         if suffix in _JSONL:
             return _scan_jsonl(p), lineage
         if suffix == ".csv":
-            frame = pl.scan_csv(p, infer_schema_length=None)  # the whole file: a column may change type late
+            # types inferred from the whole file (a column may change type late); text columns are read as written, so
+            # ids "007" and "7" stay apart and an answer "0.50" stays "0.50"
+            frame = pl.scan_csv(p, infer_schema_length=None, schema_overrides={c: pl.String for c in TEXT_COLUMNS})
             frame.collect_schema()
             return frame, lineage
         return pl.from_arrow(_read_arrow(p)).lazy(), lineage

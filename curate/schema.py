@@ -104,6 +104,8 @@ SCHEMAS: dict[str, list[Column]] = {
     ],
 }
 
+TEXT_COLUMNS = frozenset(c.name for columns in SCHEMAS.values() for c in columns if c.dtype == STR)  # read as written from CSV
+
 _MAX_ROWS_SHOWN = 5
 SOURCE_ROW = "__source_row"  # internal: a row's number in the whole input, on a block of a distributed run (curate.distributed)
 _ORIG = "__orig_"  # internal: a column as it was read, kept for the checks of its conversion
@@ -214,6 +216,7 @@ class Checked:
 _SPACES = r"\s\u00A0\u1680\u180E\u2000-\u200F\u2028-\u202F\u205F-\u2064\u3000\uFEFF"  # whitespace, no-break and zero-width spaces
 NOT_SPACE = f"[^{_SPACES}]"
 _CASTS_TO_TEXT = ("prompt_id", "answer", "gold", "model")  # integer ids/answers read as numbers: cast to text, losslessly
+_FLOATS_TO_TEXT = ("answer", "gold")  # a numeric answer written as a JSON number or stored as a float (0.5 → "0.5")
 
 
 def blank(c: pl.Expr) -> pl.Expr:
@@ -271,7 +274,7 @@ def check(
         if col.name not in schema:
             continue
         have = schema[col.name]
-        if col.name in _CASTS_TO_TEXT and (have.is_integer() or have == BOOL):
+        if col.name in _CASTS_TO_TEXT and (have.is_integer() or have == BOOL) or col.name in _FLOATS_TO_TEXT and have.is_float():
             converted.append(pl.col(col.name).cast(STR))
             notes.append(f"`{col.name}` holds {have} values in {source or 'the table'}; read as text")
             have = STR

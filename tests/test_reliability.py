@@ -146,6 +146,21 @@ def test_numeric_ids_answers_and_gold_are_read_as_text(tmp_path):
     assert "read as text" in one_line(r)
 
 
+def test_float_answers_are_read_as_text_and_csv_text_columns_as_written(tmp_path):
+    # a JSON number answer (0.5) was a type error before; in a CSV, ids "007" and "7" were both read as the integer 7
+    # (then a "collision" of two prompts under one id) and the answer "0.50" as the float 0.5, also a type error
+    path = tmp_path / "f.jsonl"
+    path.write_text('{"prompt": "p", "response": "r", "answer": 0.5, "gold": 3.0}\n')
+    r = curate_cli("ingest", path, "-o", tmp_path / "f.parquet")
+    assert r.returncode == 0 and "`answer` holds Float64 values in" in one_line(r)
+    assert pl.read_parquet(tmp_path / "f.parquet").select("answer", "gold").row(0) == ("0.5", "3.0")
+    path = tmp_path / "s.csv"
+    path.write_text("prompt_id,prompt,response,answer,gold,correct,reward\n007,q1,r1,0.50,0.5,1,1.5\n7,q2,r2,3.0,3,0,2\n")
+    df = curate.read(path).collect()
+    assert df.select("prompt_id", "answer", "gold").rows() == [("007", "0.50", "0.5"), ("7", "3.0", "3")]
+    assert df["correct"].to_list() == [True, False] and df["reward"].to_list() == [1.5, 2.0]
+
+
 def test_csv_column_changing_type_late_is_read(tmp_path):
     path = tmp_path / "late.csv"
     lines = ["prompt,response,reward"] + [f"p{i % 50},r{i},{i % 7}" for i in range(12_000)] + ["p1,odd,2.5"]
