@@ -364,6 +364,8 @@ def export(
         with spinner(f"exporting {output}"):
             done = run_export(table_path, output, fmt, trl=trl, style=format_style, tokenizer=tokenizer, license=license, split=split,
                               drop_invalid=drop_invalid)  # fmt: skip
+        if done.step is not None:
+            print_step(done.step, None)  # rows in and out, each drop with its reason, what validation noted
         err_console.print(f"wrote [bold]{done.path}[/] ({done.format}, {done.rows:,} rows, TRL {done.style} format)", highlight=False)
         for note in done.notes:
             err_console.print(f"[yellow]note:[/] {note}", highlight=False)

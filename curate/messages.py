@@ -109,6 +109,48 @@ def split_messages(column: str = "messages") -> list[pl.Expr]:
     return [c.list.head(c.list.len() - 1).alias("prompt"), c.list.last().struct.field("content").alias("response")]
 
 
+def implicit_prompt_split(chosen: str | list[Any], rejected: str | list[Any]) -> int:
+    """Where TRL's `extract_prompt` ends the prompt shared by `chosen` and `rejected` (texts or message lists).
+
+    The first position where the two differ, one back when the text before it is a space (the space
+    starts the completions); when neither differs before the shorter one ends, one before its end, as
+    TRL does. Two that differ from the start share no prompt: 0 (TRL would take its split from the
+    completion's end there).
+    """
+    n = min(len(chosen), len(rejected))
+    if isinstance(chosen, str) and isinstance(rejected, str):
+        lo, hi = 0, n  # the longest common prefix by bisection: slices compare in C, not a Python loop over characters
+        while lo < hi:
+            mid = (lo + hi + 1) // 2
+            lo, hi = (mid, hi) if chosen[:mid] == rejected[:mid] else (lo, mid - 1)
+        first = lo if lo < n else None
+    else:
+        first = next((i for i in range(n) if chosen[i] != rejected[i]), None)
+    if first is None:
+        return max(n - 1, 0)
+    if first == 0:
+        return 0
+    return first - 1 if chosen[first - 1] == " " else first
+
+
+def extract_implicit_prompt(pairs: pl.Series) -> pl.Series:
+    """Pairs in TRL's implicit-prompt form (`chosen`/`rejected` each holding the whole conversation or text) split
+    into `prompt`, `chosen` and `rejected` as TRL's `extract_prompt` splits them (a struct Series of the three)."""
+    out: dict[str, list[Any]] = {"prompt": [], "chosen": [], "rejected": []}
+    for row in pairs.to_list():
+        chosen, rejected = row["chosen"], row["rejected"]
+        if chosen is None or rejected is None:
+            at = None
+        else:
+            at = implicit_prompt_split(chosen, rejected)
+        out["prompt"].append(None if at is None else chosen[:at])
+        out["chosen"].append(chosen if at is None else chosen[at:])
+        out["rejected"].append(rejected if at is None else rejected[at:])
+    dtype = pairs.dtype.to_schema()["chosen"]
+    return pl.struct(pl.Series("prompt", out["prompt"], dtype=dtype), pl.Series("chosen", out["chosen"], dtype=dtype),
+                     pl.Series("rejected", out["rejected"], dtype=dtype), eager=True)  # fmt: skip
+
+
 def as_assistant(column: str) -> pl.Expr:
     """A text column as TRL's conversational completion: `[{"role": "assistant", "content": text}]`."""
     return pl.concat_list(pl.struct(pl.lit("assistant").alias("role"), pl.col(column).alias("content"))).alias(column)

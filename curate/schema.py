@@ -162,6 +162,31 @@ def _split_messages(frame: pl.LazyFrame, schema: pl.Schema, kind: str, source: s
     return frame.with_columns(msg.split_messages("messages")).select(order), checks
 
 
+def _extract_implicit_prompt(frame: pl.LazyFrame, schema: pl.Schema, kind: str, source: str | None) -> tuple[pl.LazyFrame, list[str]]:
+    """Pairs in TRL's implicit-prompt form get their `prompt`: the start `chosen` and `rejected` share, split as TRL does.
+
+    That form has no `prompt` column, or a text one beside conversations in `chosen`/`rejected` (which
+    then hold the prompt's turns too); TRL's `maybe_extract_prompt` splits both, and so does this.
+    """
+    if kind != "pairs" or "chosen" not in schema or "rejected" not in schema:
+        return frame, []
+    chosen, rejected = schema["chosen"], schema["rejected"]
+    conversations = msg.is_messages(chosen)
+    if "prompt" in schema and not (conversations and schema["prompt"] == STR):
+        return frame, []
+    if chosen != rejected or not (conversations or chosen == STR):
+        raise SchemaError(f"`chosen` ({chosen}) and `rejected` ({rejected}) must both be text or both conversations to take the prompt "
+                          "from their common start (TRL's implicit-prompt format); or give a `prompt` column", source=source, column="rejected")  # fmt: skip
+    split = pl.struct("chosen", "rejected").map_batches(msg.extract_implicit_prompt, return_dtype=pl.Struct({"prompt": chosen, "chosen": chosen,
+                                                                                                             "rejected": chosen}), is_elementwise=True)  # fmt: skip
+    order = [c for c in schema.names() if c != "prompt"]
+    order = ["prompt", *order] if "prompt_id" not in order else [n for c in order for n in ((c, "prompt") if c == "prompt_id" else (c,))]
+    frame = frame.with_columns(split.alias("__split")).with_columns(pl.col("__split").struct.field("prompt", "chosen", "rejected")).select(order)
+    replaced = " (the text `prompt` column is replaced)" if "prompt" in schema else ""
+    return frame, [f"`prompt` taken from the start that `chosen` and `rejected` share in {source or 'the table'} (TRL's implicit-prompt format, "
+                   f"split as TRL's `extract_prompt` does){replaced}"]  # fmt: skip
+
+
 def _column_checks(col: Column, have: pl.DataType, source: str | None) -> tuple[list, list[pl.Expr]]:
     """Row checks and conversions for one column present in the table."""
     c = pl.col(col.name)
@@ -261,6 +286,7 @@ def check(
         raise SchemaError(f"unknown table kind {kind!r}; expected one of {', '.join(SCHEMAS)}", source=source)
     schema = frame.collect_schema()
     frame, checks = _split_messages(frame, schema, kind, source)
+    frame, notes = _extract_implicit_prompt(frame, schema, kind, source)
     schema = frame.collect_schema()
     spec = SCHEMAS[kind]
     missing = [c.name for c in spec if c.required and c.name not in schema]
@@ -268,7 +294,6 @@ def check(
         hint = f"The file has columns: {', '.join(schema.names()) or '(none)'}."
         raise SchemaError(f"missing required column(s) for a `{kind}` table: {', '.join(missing)}", source=source, column=missing[0], hint=hint)
 
-    notes: list[str] = []
     converted: list[pl.Expr] = []
     for col in spec:
         if col.name not in schema:

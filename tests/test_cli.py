@@ -164,6 +164,15 @@ def test_select_export_and_card(tmp_path):
     assert list(first) == ["prompt", "chosen", "rejected", "weight", "pair_id"]
 
 
+def test_export_reports_its_drops(tmp_path):
+    # the arena file has 27 blank responses (examples/data/README.md): export said only "wrote … 5,073 rows" before
+    r = curate_cli("export", ARENA, "--drop-invalid", "-o", tmp_path / "a.jsonl")
+    assert r.returncode == 0, r.stderr
+    lines = [" ".join(line.strip("│ ").split()) for line in r.stderr.splitlines()]
+    assert "rows in │ 5,100" in lines and "dropped (rows): invalid `response`: null or empty (blank) string │ 27" in lines
+    assert "rows out │ 5,073" in lines and lines[-1] == f"wrote {tmp_path / 'a.jsonl'} (jsonl, 5,073 rows, TRL standard format)"
+
+
 def test_scorers_lists_builtins():
     r = curate_cli("scorers")
     assert r.returncode == 0 and "difficulty_weight" in r.stdout and "reward_margin" in r.stdout

@@ -8,6 +8,8 @@ from pathlib import Path
 
 import polars as pl
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 import curate
 from conftest import DATA
@@ -216,3 +218,75 @@ def test_standard_jsonl_export_renders_each_pair_once_and_counts_its_lines(tiny_
     assert done.rows == lines == 30
     assert len(calls) == 30
     assert isinstance(json.loads(out.read_text().splitlines()[0])["prompt"], str)
+
+
+# TRL's implicit-prompt preference format: `chosen`/`rejected` hold the whole conversation (or text), no prompt -----------
+
+SKY = {"role": "user", "content": "What color is the sky?"}
+IMPLICIT = [
+    {"chosen": [SYSTEM, SKY, {"role": "assistant", "content": "It is blue."}],
+     "rejected": [SYSTEM, SKY, {"role": "assistant", "content": "It is green."}]},
+    {"chosen": [SKY, {"role": "assistant", "content": "Blue."}, {"role": "user", "content": "Sure?"}, {"role": "assistant", "content": "Yes."}],
+     "rejected": [SKY, {"role": "assistant", "content": "Blue."}, {"role": "user", "content": "Sure?"}, {"role": "assistant", "content": "No."}]},
+]  # fmt: skip
+
+
+@pytest.mark.parametrize("layout", ["no prompt", "text prompt"])
+def test_implicit_prompt_pairs_are_split_as_trl_splits_them(tmp_path, layout):
+    # trl-lib/ultrafeedback_binarized has no `prompt`; HuggingFaceH4/ultrafeedback_binarized has a text one beside whole
+    # conversations in chosen/rejected: TRL's DPOTrainer splits both with `maybe_extract_prompt`, the reference here
+    data_utils = pytest.importorskip("trl.data_utils")
+    rows = [{**r, "prompt": r["chosen"][-3 if i == 1 else -2]["content"]} if layout == "text prompt" else r for i, r in enumerate(IMPLICIT)]
+    path = tmp_path / "implicit.parquet"
+    pl.DataFrame(rows).write_parquet(path)
+    out = tmp_path / "pairs.jsonl"
+    r = curate_cli("export", path, "--trl", "-o", out)
+    assert r.returncode == 0, r.stderr
+    assert "`prompt` taken from the start that `chosen` and `rejected` share" in " ".join(r.stderr.split())
+    got = [json.loads(line) for line in out.read_text().splitlines()]
+    want = [data_utils.maybe_extract_prompt(row) for row in rows]
+    assert [{k: g[k] for k in ("prompt", "chosen", "rejected")} for g in got] == [{k: w[k] for k in ("prompt", "chosen", "rejected")} for w in want]
+    assert got[1]["prompt"] == IMPLICIT[1]["chosen"][:3]  # by hand: the turns both share, the answers' last turn apart
+
+
+def test_implicit_prompt_texts_split_where_trl_splits_them():
+    # Anthropic/hh-rlhf's layout: whole transcripts as text; TRL splits at the first differing character, a space before
+    # it going to the completions. Worked by hand, then checked against TRL's own function
+    from curate.messages import implicit_prompt_split
+
+    cases = {("\n\nHuman: Hi\n\nAssistant: Hello there", "\n\nHuman: Hi\n\nAssistant: Go away"): 23,  # the space after "Assistant:"
+             ("Q: sky? A: It is blue.", "Q: sky? A: It is black."): 19,  # mid-word, as TRL: "…It is bl" | "ue." / "ack."
+             ("same", "same"): 3,  # nothing differs: one before the end, as TRL
+             ("ab", "abc"): 1}  # fmt: skip
+    for (chosen, rejected), at in cases.items():
+        assert implicit_prompt_split(chosen, rejected) == at
+    data_utils = pytest.importorskip("trl.data_utils")
+    for chosen, rejected in cases:
+        at = implicit_prompt_split(chosen, rejected)
+        assert data_utils.extract_prompt({"chosen": chosen, "rejected": rejected}) == {"prompt": chosen[:at], "chosen": chosen[at:], "rejected": rejected[at:]}
+
+
+@settings(max_examples=200, deadline=None)
+@given(st.text(alphabet="ab ", max_size=8), st.text(alphabet="ab ", max_size=8))
+def test_implicit_prompt_split_agrees_with_trl(a, b):
+    """Wherever the two share a first character, the split is TRL's; sharing none, there is no prompt (TRL splits
+    at an index taken from the end there, an accident of its loop)."""
+    data_utils = pytest.importorskip("trl.data_utils")
+    from curate.messages import implicit_prompt_split
+
+    at = implicit_prompt_split(a, b)
+    if a[:1] != b[:1] or not a or not b:
+        assert at == 0
+        return
+    assert data_utils.extract_prompt({"chosen": a, "rejected": b}) == {"prompt": a[:at], "chosen": a[at:], "rejected": b[at:]}
+
+
+def test_implicit_pairs_sharing_no_prompt_are_row_errors(tmp_path):
+    path = tmp_path / "p.parquet"
+    pl.DataFrame({"chosen": ["Q: a? A: yes", "Yes."], "rejected": ["Q: a? A: no", "No."]}).write_parquet(path)
+    with pytest.raises(curate.SchemaError, match=r"null or empty \(blank\) string; column `prompt`; 1 row\(s\); first rows \(0-based\): 1"):
+        curate.read(path, kind="pairs")
+    path = tmp_path / "mixed.parquet"
+    pl.DataFrame({"chosen": [[SKY]], "rejected": ["text"]}).write_parquet(path)
+    with pytest.raises(curate.SchemaError, match="must both be text or both conversations"):
+        curate.read(path, kind="pairs")
