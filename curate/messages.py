@@ -135,15 +135,20 @@ def implicit_prompt_split(chosen: str | list[Any], rejected: str | list[Any]) ->
 
 def extract_implicit_prompt(pairs: pl.Series) -> pl.Series:
     """Pairs in TRL's implicit-prompt form (`chosen`/`rejected` each holding the whole conversation or text) split
-    into `prompt`, `chosen` and `rejected` as TRL's `extract_prompt` splits them (a struct Series of the three)."""
+    into `prompt`, `chosen` and `rejected` as TRL's `extract_prompt` splits them (a struct Series of the three).
+
+    Conversations that share no turn beside a text `prompt` are completions already: that prompt becomes
+    their one user turn (TRL would leave such a pair with an empty prompt).
+    """
     out: dict[str, list[Any]] = {"prompt": [], "chosen": [], "rejected": []}
     for row in pairs.to_list():
-        chosen, rejected = row["chosen"], row["rejected"]
-        if chosen is None or rejected is None:
+        chosen, rejected, given = row["chosen"], row["rejected"], row.get("prompt")
+        at = None if chosen is None or rejected is None else implicit_prompt_split(chosen, rejected)
+        if at == 0 and isinstance(given, str) and isinstance(chosen, list):
+            out["prompt"].append(to_messages(given))
             at = None
         else:
-            at = implicit_prompt_split(chosen, rejected)
-        out["prompt"].append(None if at is None else chosen[:at])
+            out["prompt"].append(None if at is None else chosen[:at])
         out["chosen"].append(chosen if at is None else chosen[at:])
         out["rejected"].append(rejected if at is None else rejected[at:])
     dtype = pairs.dtype.to_schema()["chosen"]

@@ -290,3 +290,17 @@ def test_implicit_pairs_sharing_no_prompt_are_row_errors(tmp_path):
     pl.DataFrame({"chosen": [[SKY]], "rejected": ["text"]}).write_parquet(path)
     with pytest.raises(curate.SchemaError, match="must both be text or both conversations"):
         curate.read(path, kind="pairs")
+
+
+def test_text_prompt_beside_one_message_completions_becomes_its_user_turn(tmp_path):
+    # completions given as one assistant message each beside a text prompt share no turn: the prompt is their user turn
+    # (TRL's extract_prompt would give them an empty prompt); a row holding the whole conversation is split as above
+    path = tmp_path / "p.parquet"
+    pl.DataFrame({"prompt": ["What color?", "2+2?"],
+                  "chosen": [[{"role": "assistant", "content": "Blue"}], [{"role": "user", "content": "2+2?"}, {"role": "assistant", "content": "4"}]],
+                  "rejected": [[{"role": "assistant", "content": "Green"}], [{"role": "user", "content": "2+2?"}, {"role": "assistant", "content": "5"}]],
+                  }).write_parquet(path)  # fmt: skip
+    with pytest.warns(curate.CurateWarning, match=r"`prompt` taken from the start .* \(the text `prompt` column is replaced\)"):
+        df = curate.read(path, kind="pairs").collect()
+    assert df["prompt"].to_list() == [[{"role": "user", "content": "What color?"}], [{"role": "user", "content": "2+2?"}]]
+    assert df.select("chosen", "rejected").rows() == [("Blue", "Green"), ("4", "5")]
