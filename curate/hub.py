@@ -26,7 +26,15 @@ if TYPE_CHECKING:
 DATA_SUFFIXES = (".parquet", ".jsonl", ".ndjson", ".json", ".csv", ".arrow")
 DEFAULT_SPLIT = "train"
 SHARD_BYTES = 500 * 1024 * 1024  # the Hub's usual shard size
-_SPLIT_FILE = re.compile(r"^(?P<split>[A-Za-z0-9_.]+?)(?:[-_]\d{5}(?:-of-\d{5})?|[-_][0-9a-f]{4,}|)\.(?:parquet|jsonl|ndjson|json|csv|arrow)$")
+# how `datasets.load_dataset(folder)` finds splits without a card (datasets.data_files): shards `data/<split>-NNNNN-of-NNNNN*`,
+# else a split's keyword in a folder's name, else in a file's name (set off by one of "-._ " or a digit), else all is train
+_SHARD = re.compile(r"^(?P<split>\w+(?:\.\w+)*)-\d{5}-of-\d{5}.*\..*$")
+_SPLIT_KEYWORDS = {"train": ("train", "training"), "validation": ("validation", "valid", "dev", "val"),
+                   "test": ("test", "testing", "eval", "evaluation")}  # fmt: skip
+_SEP = r"[-._ 0-9]"
+_IN_DIR = {s: re.compile(rf"^(?:.*{_SEP})?(?:{'|'.join(k)})(?:{_SEP}.*)?$") for s, k in _SPLIT_KEYWORDS.items()}
+_IN_NAME = {s: re.compile(rf"^(?:.*{_SEP})?(?:{'|'.join(k)}){_SEP}.*$") for s, k in _SPLIT_KEYWORDS.items()}
+_NOT_DATA = {"README.md", "config.json", "dataset_info.json", "dataset_infos.json", "dataset_dict.json", "state.json", "curate_lineage.json"}
 
 
 @dataclass
@@ -74,23 +82,48 @@ def locate(folder: Path, split: str | None) -> Located:
         if not files:
             raise CurateError(f"{folder}: the card's `configs` name split {name!r}, but no file matches its data_files.")
         return Located(files=files, split=name, card=card)
-    candidates = sorted(p for p in (folder / "data").rglob("*") if p.suffix.lower() in DATA_SUFFIXES) if (folder / "data").is_dir() else []
-    if candidates:
-        by_split: dict[str, list[Path]] = {}
-        for p in candidates:
-            m = _SPLIT_FILE.match(p.name)
-            by_split.setdefault(m.group("split") if m else DEFAULT_SPLIT, []).append(p)
+    by_split = default_splits(folder)
+    if by_split:
         name = _pick(split, list(by_split), folder)
         return Located(files=by_split[name], split=name, card=card or None)
-    files = sorted(p for p in folder.iterdir() if p.is_file() and p.suffix.lower() in DATA_SUFFIXES)
-    if files:
-        if split is not None:
-            raise CurateError(f"{folder}: a plain folder of data files has no splits; drop --split {split}.")
-        return Located(files=files, card=card or None)
     raise CurateError(
         f"{folder}: not a dataset folder curate can read: expected a Hub layout (data/<split>-*.parquet, README.md "
-        "`configs`), a `save_to_disk` folder (state.json or dataset_dict.json), or parquet/jsonl files."
+        "`configs`), a `save_to_disk` folder (state.json or dataset_dict.json), or parquet/jsonl/csv files."
     )
+
+
+def default_splits(folder: Path) -> dict[str, list[Path]]:
+    """Split name -> data files of a folder without `configs`, found as `datasets.load_dataset(folder)` finds them.
+
+    Shards `data/<split>-00000-of-00001.parquet` name any split; otherwise a folder named for a split
+    (`train/`, `default/test/`, `dev-set/`), then a file named for one (`train.jsonl`, `my_test_1.csv`),
+    decides, with the keywords train/training, validation/valid/dev/val and test/testing/eval/evaluation;
+    with none of them, every file is `train`. Hidden files and folders (`.x`, `__x`) are skipped.
+    """
+    files = sorted(
+        p for p in folder.rglob("*")
+        if p.suffix.lower() in DATA_SUFFIXES and p.name not in _NOT_DATA and p.is_file()
+        and not any(part.startswith((".", "__")) for part in p.relative_to(folder).parts)
+    )  # fmt: skip
+    shards: dict[str, list[Path]] = {}
+    for p in files:
+        m = _SHARD.match(p.name)
+        if m and p.parent == folder / "data":
+            shards.setdefault(m.group("split"), []).append(p)
+    if shards:
+        return _ordered(shards)
+    for patterns, part in ((_IN_DIR, lambda p: p.relative_to(folder).parts[:-1]), (_IN_NAME, lambda p: (p.name,))):
+        found = {s: [p for p in files if any(pattern.match(x) for x in part(p))] for s, pattern in patterns.items()}
+        found = {s: fs for s, fs in found.items() if fs}
+        if found:
+            return found
+    return {DEFAULT_SPLIT: files} if files else {}
+
+
+def _ordered(splits: dict[str, list[Path]]) -> dict[str, list[Path]]:
+    """train, validation, test first, then the other splits by name (as `datasets` lists them)."""
+    known = [s for s in _SPLIT_KEYWORDS if s in splits]
+    return {s: splits[s] for s in [*known, *sorted(set(splits) - set(known))]}
 
 
 def _pick(split: str | None, available: list[str], folder: Path) -> str:

@@ -106,6 +106,35 @@ def test_read_hub_layout_folder_by_split(tmp_path, with_card):
     assert pl.read_parquet(out)["response"].to_list() == pl.read_parquet(GSM8K).slice(200, 30)["response"].to_list()
 
 
+LAYOUTS = {
+    "split files at the top (train.jsonl + test.jsonl, once read as one table)": ["train.jsonl", "test.jsonl"],
+    "split folders (the Hub's parquet conversion)": ["default/train/0000.parquet", "default/test/0000.parquet", "default/validation/0000.parquet"],
+    "custom sharded splits": ["data/train_prefs-00000-of-00001.parquet", "data/test_prefs-00000-of-00001.parquet", "notes/test.jsonl"],
+    "keywords set off in names": ["my_train_1.jsonl", "dev-set.jsonl", "trainer.jsonl", "eval.csv"],
+    "split files under data/": ["data/train.jsonl", "data/validation.jsonl"],
+    "no split keyword anywhere": ["a.jsonl", "sub/b.parquet"],
+    "hidden files and folders": ["train.jsonl", ".cache/test.jsonl", "__tmp/test.jsonl"],
+    "a folder name wins over file names": ["train/x.jsonl", "test_set.jsonl"],
+}  # fmt: skip
+
+
+@pytest.mark.parametrize("files", LAYOUTS.values(), ids=list(LAYOUTS))
+def test_folder_splits_are_the_splits_load_dataset_finds(tmp_path, files):
+    from datasets.data_files import DataFilesDict, get_data_patterns
+
+    from curate.hub import default_splits
+
+    row = pl.DataFrame({"prompt": ["p"], "response": ["r"]})
+    for name in files:
+        path = tmp_path / name
+        path.parent.mkdir(parents=True, exist_ok=True)
+        {".parquet": row.write_parquet, ".jsonl": row.write_ndjson, ".csv": row.write_csv}[path.suffix](path)
+    found = DataFilesDict.from_patterns(get_data_patterns(str(tmp_path)), base_path=str(tmp_path))
+    want = {str(split): sorted(str(Path(f).relative_to(tmp_path)) for f in fs) for split, fs in found.items()}
+    got = {split: sorted(str(f.relative_to(tmp_path)) for f in fs) for split, fs in default_splits(tmp_path).items()}
+    assert got == want and list(got) == list(want)
+
+
 def test_read_datasetdict_folder(tmp_path):
     df = pl.read_parquet(ARENA).filter(pl.col("response").str.strip_chars() != "")
     dd = datasets.DatasetDict({"train": datasets.Dataset.from_polars(df.slice(0, 60)), "test": datasets.Dataset.from_polars(df.slice(60, 17))})
