@@ -177,8 +177,9 @@ def _extract_implicit_prompt(frame: pl.LazyFrame, schema: pl.Schema, kind: str, 
     if chosen != rejected or not (conversations or chosen == STR):
         raise SchemaError(f"`chosen` ({chosen}) and `rejected` ({rejected}) must both be text or both conversations to take the prompt "
                           "from their common start (TRL's implicit-prompt format); or give a `prompt` column", source=source, column="rejected")  # fmt: skip
-    split = pl.struct("chosen", "rejected", *(["prompt"] if "prompt" in schema else [])).map_batches(msg.extract_implicit_prompt, return_dtype=pl.Struct({"prompt": chosen, "chosen": chosen,
-                                                                                                             "rejected": chosen}), is_elementwise=True)  # fmt: skip
+    given = ["prompt"] if "prompt" in schema else []
+    parts = pl.Struct({"prompt": chosen, "chosen": chosen, "rejected": chosen})
+    split = pl.struct("chosen", "rejected", *given).map_batches(msg.extract_implicit_prompt, return_dtype=parts, is_elementwise=True)
     order = [c for c in schema.names() if c != "prompt"]
     order = ["prompt", *order] if "prompt_id" not in order else [n for c in order for n in ((c, "prompt") if c == "prompt_id" else (c,))]
     frame = frame.with_columns(split.alias("__split")).with_columns(pl.col("__split").struct.field("prompt", "chosen", "rejected")).select(order)
