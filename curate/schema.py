@@ -212,6 +212,8 @@ def _column_checks(col: Column, have: pl.DataType, source: str | None) -> tuple[
         exprs.append(c.cast(col.dtype))
     if col.non_empty:
         checks.append((col.name, "null or empty (blank) string", blank(c)))
+    if (col.conversation or col.message) and have == STR:
+        checks.append((col.name, _SERIALIZED, serialized_messages(c)))
     if col.not_null:
         checks.append((col.name, _NULL, c.is_null()))
     if col.finite and have.is_float():
@@ -243,6 +245,19 @@ _SPACES = r"\s\u00A0\u1680\u180E\u2000-\u200F\u2028-\u202F\u205F-\u2064\u3000\uF
 NOT_SPACE = f"[^{_SPACES}]"
 _CASTS_TO_TEXT = ("prompt_id", "answer", "gold", "model")  # integer ids/answers read as numbers: cast to text, losslessly
 _FLOATS_TO_TEXT = ("answer", "gold")  # a numeric answer written as a JSON number or stored as a float (0.5 → "0.5")
+
+
+_SERIALIZED = ("a message written as JSON text (in JSON Lines, a column whose rows mix text and messages is read as text); "
+               "give every row the same form")
+
+
+def serialized_messages(c: pl.Expr) -> pl.Expr:
+    """A text that is a message or a list of messages written as JSON: `{"role": …, "content": …}`, `[{…}, …]`."""
+    lead = c.cast(pl.Binary)  # compared bytewise: ≥ b'{"' and < b'{#' exactly when the text starts with `{"` (0x22 is `"`)
+    opens = ((lead >= b'[{"') & (lead < b'[{#')) | ((lead >= b'{"') & (lead < b'{#'))
+    text = pl.when(opens).then(c)  # null elsewhere: only the few texts that open like JSON are searched, however long the others
+    closes = text.str.ends_with("}") | text.str.ends_with("}]")
+    return (closes & text.str.contains('"role":', literal=True) & text.str.contains('"content":', literal=True)).fill_null(False)
 
 
 def blank(c: pl.Expr) -> pl.Expr:

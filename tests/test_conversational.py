@@ -304,3 +304,20 @@ def test_text_prompt_beside_one_message_completions_becomes_its_user_turn(tmp_pa
         df = curate.read(path, kind="pairs").collect()
     assert df["prompt"].to_list() == [[{"role": "user", "content": "What color?"}], [{"role": "user", "content": "2+2?"}]]
     assert df.select("chosen", "rejected").rows() == [("Blue", "Green"), ("4", "5")]
+
+
+def test_rows_mixing_text_and_messages_are_row_errors_not_json_text(tmp_path):
+    # Polars reads a JSON Lines column whose rows mix text and messages as text, a message becoming its JSON: such a row
+    # was taken as a prompt (or response) made of that JSON
+    path = tmp_path / "mixed.jsonl"
+    rows = [{"prompt": "hi", "response": "a"}, {"prompt": [{"role": "user", "content": "hi"}], "response": "b"},
+            {"prompt": '{"question": "json is fine as text"}', "response": "c"}, {"prompt": "hi", "response": {"role": "assistant", "content": "d"}}]  # fmt: skip
+    path.write_text("".join(json.dumps(r) + "\n" for r in rows))
+    with pytest.raises(curate.SchemaError, match=r"a message written as JSON text .*; column `prompt`; 1 row\(s\); first rows \(0-based\): 1\."):
+        curate.read(path)
+    r = curate_cli("ingest", path, "--drop-invalid", "-o", tmp_path / "s.parquet")
+    assert r.returncode == 0, r.stderr
+    kept = pl.read_parquet(tmp_path / "s.parquet")
+    assert kept.select("prompt", "response").rows() == [("hi", "a"), ('{"question": "json is fine as text"}', "c")]
+    said = " ".join(r.stderr.split())
+    assert "invalid `prompt`: a message written as JSON text" in said and "invalid `response`: a message written as JSON text" in said
