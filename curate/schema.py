@@ -256,8 +256,7 @@ def serialized_messages(c: pl.Expr) -> pl.Expr:
     lead = c.cast(pl.Binary)  # compared bytewise: ≥ b'{"' and < b'{#' exactly when the text starts with `{"` (0x22 is `"`)
     opens = ((lead >= b'[{"') & (lead < b'[{#')) | ((lead >= b'{"') & (lead < b'{#'))
     text = pl.when(opens).then(c)  # null elsewhere: only the few texts that open like JSON are searched, however long the others
-    closes = text.str.ends_with("}") | text.str.ends_with("}]")
-    return (closes & text.str.contains('"role":', literal=True) & text.str.contains('"content":', literal=True)).fill_null(False)
+    return text.str.contains(r'(?s)^\[?\{.*"(?:role|content)":.*"(?:role|content)":.*\}\]?$').fill_null(False)
 
 
 def blank(c: pl.Expr) -> pl.Expr:

@@ -321,3 +321,15 @@ def test_rows_mixing_text_and_messages_are_row_errors_not_json_text(tmp_path):
     assert kept.select("prompt", "response").rows() == [("hi", "a"), ('{"question": "json is fine as text"}', "c")]
     said = " ".join(r.stderr.split())
     assert "invalid `prompt`: a message written as JSON text" in said and "invalid `response`: a message written as JSON text" in said
+
+
+@settings(max_examples=100, deadline=None)
+@given(st.lists(st.fixed_dictionaries({"role": st.sampled_from(["user", "assistant"]), "content": st.text(max_size=20)}), min_size=1, max_size=3),
+       st.booleans(), st.text(max_size=30))  # fmt: skip
+def test_a_message_written_as_json_is_found_and_plain_text_is_not(messages, one, text):
+    from curate.schema import serialized_messages
+
+    written = [json.dumps(messages[0] if one else messages), json.dumps(messages[0] if one else messages, separators=(",", ":"))]
+    others = ['{"question": "json is fine as text"}', '[{"a": 1}]', '{"role": "user"}', "plain " + text]
+    found = pl.DataFrame({"c": written + others}).select(serialized_messages(pl.col("c"))).to_series().to_list()
+    assert found == [True, True, False, False, False, False]
