@@ -139,16 +139,31 @@ def _pick(split: str | None, available: list[str], folder: Path) -> str:
 
 
 def _config_files(folder: Path, configs: list[dict[str, Any]]) -> dict[str, list[Path]]:
-    """Split name -> files, for the `default` config (or the first one) of a card's `configs`."""
-    config = next((c for c in configs if c.get("config_name") == "default"), configs[0])
+    """Split name -> files of the default config of a card's `configs`, chosen as `datasets` chooses it.
+
+    The default is the config marked `default: true`, else the one named `default`, else the only one;
+    with several and none of these, `load_dataset(folder)` asks for a name, and this asks for the files.
+    """
+    config = next((c for c in configs if c.get("default") is True), None) or next((c for c in configs if c.get("config_name") == "default"), None)
+    if config is None and len(configs) == 1:
+        config = configs[0]
+    if config is None:
+        names = ", ".join(str(c.get("config_name")) for c in configs)
+        example = next(iter(_config_patterns(configs[0]).values()), ["data/*"])[0]
+        raise CurateError(f"{folder}: the card lists several configs ({names}) and none is the default; read one config's files by their "
+                          f"path or a quoted glob, e.g. '{folder / example}' for {configs[0].get('config_name')}.")  # fmt: skip
+    return {split: [p for pat in patterns for p in expand(str(folder / pat))] for split, patterns in _config_patterns(config).items()}
+
+
+def _config_patterns(config: dict[str, Any]) -> dict[str, list[str]]:
+    """Split name -> the `data_files` patterns of one config of a card."""
     data_files = config.get("data_files", [])
     if isinstance(data_files, (str, dict)):
         data_files = [data_files]
-    out: dict[str, list[Path]] = {}
+    out: dict[str, list[str]] = {}
     for entry in data_files:
         split, patterns = (entry.get("split", DEFAULT_SPLIT), entry.get("path", [])) if isinstance(entry, dict) else (DEFAULT_SPLIT, entry)
-        patterns = [patterns] if isinstance(patterns, str) else list(patterns)
-        out.setdefault(split, []).extend(p for pat in patterns for p in expand(str(folder / pat)))
+        out.setdefault(split, []).extend([patterns] if isinstance(patterns, str) else list(patterns))
     return out
 
 

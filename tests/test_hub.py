@@ -135,6 +135,28 @@ def test_folder_splits_are_the_splits_load_dataset_finds(tmp_path, files):
     assert got == want and list(got) == list(want)
 
 
+@pytest.mark.parametrize("marked", [None, "socratic"])
+def test_a_card_with_several_configs_reads_its_default_or_asks(tmp_path, marked):
+    # openai/gsm8k's layout: configs `main` and `socratic`, none named default; `load_dataset(folder)` asks for a name
+    # there, and reads the config marked `default: true` when there is one
+    df = pl.read_parquet(GSM8K)
+    configs = []
+    for name, rows in (("main", df.slice(0, 20)), ("socratic", df.slice(20, 7))):
+        (tmp_path / name).mkdir()
+        rows.write_parquet(tmp_path / name / "train-00000-of-00001.parquet")
+        configs.append({"config_name": name, "data_files": [{"split": "train", "path": f"{name}/train-*"}], **({"default": True} if name == marked else {})})
+    (tmp_path / "README.md").write_text("---\n" + yaml.safe_dump({"configs": configs}) + "---\n")
+    if marked is None:
+        with pytest.raises(ValueError, match="Config name is missing"):
+            datasets.load_dataset(str(tmp_path))
+        with pytest.raises(curate.CurateError, match=r"several configs \(main, socratic\) and none is the default; .* e\.g\. '(.*)' for main"):
+            curate.read(tmp_path)
+        assert curate.read(str(tmp_path / "main" / "train-*")).collect().height == 20  # the files the message names
+    else:
+        assert datasets.load_dataset(str(tmp_path), split="train").num_rows == 7
+        assert curate.read(tmp_path).collect()["response"].to_list() == df.slice(20, 7)["response"].to_list()
+
+
 def test_read_datasetdict_folder(tmp_path):
     df = pl.read_parquet(ARENA).filter(pl.col("response").str.strip_chars() != "")
     dd = datasets.DatasetDict({"train": datasets.Dataset.from_polars(df.slice(0, 60)), "test": datasets.Dataset.from_polars(df.slice(60, 17))})
