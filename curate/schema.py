@@ -60,7 +60,7 @@ SCHEMAS: dict[str, list[Column]] = {
         PROMPT_ID,
         PROMPT,
         _text("response"),
-        Column("model", STR),
+        Column("model", STR, not_null=True),  # optional (absent: "policy"), but a row with the column names its model
         Column("reward", F64, finite=True),
         Column("correct", BOOL),
         Column("answer", STR),
@@ -455,6 +455,9 @@ _NULL = "null value"
 def _hint(column: str, problem: str, *, drop: bool, rehash: bool) -> str:
     """What to do about rows that fail a check: the options a command offers (`drop`: --drop-invalid, `rehash`: --rehash-prompt-ids)."""
     dropping = "pass --drop-invalid to drop them (the drops are counted and reported)"
+    if column == "model" and problem == _NULL:
+        remove = 'remove the model column (every response is then from "policy")'
+        return f"Fill in the models, {remove}, or pass --drop-invalid to drop these rows." if drop else f"Fill in the models, or {remove}."
     if column != "prompt_id":
         return f"Fix these rows, or {dropping}." if drop else "Fix these rows."
     fix = "Fill in the ids" if problem == _NULL else "Fix the ids"

@@ -86,6 +86,20 @@ def test_a_null_prompt_id_is_an_error_not_a_prompt(tmp_path):
     assert r.returncode == 0 and pl.read_parquet(tmp_path / "p.parquet").select("chosen", "rejected").rows() == [("z", "w")]  # p, q: one response each
 
 
+def test_a_null_model_is_an_error_not_a_model(tmp_path):
+    # a null model was kept as a model of its own: pairs named it null, and WRPO's triplets counted it as neither a source
+    # nor the target model ("no graded source-model response")
+    df = pl.DataFrame({"prompt": ["p"] * 4, "response": ["a", "b", "c", "d"], "model": ["S", None, "T", "T"], "reward": [3.0, 2.0, 1.0, 0.0]})
+    path = tmp_path / "models.parquet"
+    df.write_parquet(path)
+    r = curate_cli("triplets", path, "--target-model", "T", "-o", tmp_path / "t.parquet")
+    assert r.returncode == 2 and one_line(r) == (f"error: {path}: null value; column `model`; 1 row(s); first rows (0-based): 1. Fill in the models, "
+                                                 'remove the model column (every response is then from "policy"), or pass --drop-invalid to drop these rows.')  # fmt: skip
+    r = curate_cli("triplets", path, "--target-model", "T", "--drop-invalid", "-o", tmp_path / "t.parquet")
+    assert r.returncode == 0 and "dropped (rows): invalid `model`: null value" in one_line(r)
+    assert pl.read_parquet(tmp_path / "t.parquet").select("chosen", "chosen_target", "rejected").rows() == [("a", "c", "d")]
+
+
 def test_an_id_hint_names_only_options_the_command_has(tmp_path):
     # `select` has no --rehash-prompt-ids: its hint says what works there, and following it works
     pairs = pl.DataFrame({"prompt_id": ["a", "a"], "prompt": ["p", "q"], "chosen": ["x", "y"], "rejected": ["z", "w"], "weight": [1.0, 2.0]})
