@@ -213,13 +213,17 @@ def input_lineage(src: str | os.PathLike | list, split: str | None, files: list[
 
 
 def bucket_of(frame: pl.DataFrame, buckets: int, *, rehash: bool = False) -> pl.Series:
-    """The bucket of each row: a stable hash of `prompt_id` (or of the prompt, where ids are derived from it)."""
-    from curate.schema import prompt_hash
+    """The bucket of each row: a stable hash of `prompt_id` (or of the prompt, where ids are derived from it).
+
+    A table whose prompts are not a column of their own (`messages`, TRL's implicit-prompt pairs) is bucketed by the
+    prompts that validation will take from it, so that each prompt's rows meet in one bucket.
+    """
+    from curate.schema import prompt_hash, prompts_of
 
     if "prompt_id" in frame.columns and not rehash:
         key = frame["prompt_id"].cast(pl.String)
     else:
-        key = prompt_hash(frame["prompt"])
+        key = prompt_hash(prompts_of(frame))
     return (key.fill_null("").hash(seed=0) % buckets).cast(pl.Int64).alias(BUCKET)
 
 

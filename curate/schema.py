@@ -188,6 +188,19 @@ def _extract_implicit_prompt(frame: pl.LazyFrame, schema: pl.Schema, kind: str, 
                    f"split as TRL's `extract_prompt` does){replaced}"]  # fmt: skip
 
 
+def prompts_of(frame: pl.DataFrame) -> pl.Series:
+    """Each row's prompt as validation reads it: `prompt`, the turns before the last of `messages`, or the start an implicit
+    pair's `chosen` and `rejected` share. Null for each row of a table whose layout validation will reject."""
+    lazy = frame.lazy()
+    schema = lazy.collect_schema()
+    kind = detect_kind(schema.names())
+    try:
+        lazy = _extract_implicit_prompt(_split_messages(lazy, schema, kind, None)[0], schema, kind, None)[0]
+        return lazy.select("prompt").collect().to_series()
+    except (SchemaError, pl.exceptions.PolarsError):
+        return pl.Series("prompt", [None] * frame.height, dtype=STR)
+
+
 def _column_checks(col: Column, have: pl.DataType, source: str | None) -> tuple[list, list[pl.Expr]]:
     """Row checks and conversions for one column present in the table."""
     c = pl.col(col.name)

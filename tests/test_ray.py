@@ -17,7 +17,7 @@ import polars as pl
 import pytest
 from polars.testing import assert_frame_equal
 
-from tests.conftest import ARENA, GAME24, GSM8K, curate_here, run_killing_a_worker
+from tests.conftest import ARENA, DATA, GAME24, GSM8K, curate_here, run_killing_a_worker
 from tests.conftest import ray_env as env
 
 ray = pytest.importorskip("ray")
@@ -86,6 +86,20 @@ def test_pairs_equal_single_machine(cluster, tmp_path, src, strategy):
     from curate.io import scan
 
     assert scan(tmp_path / f"{strategy}_ray")[1].steps[-1].counts == scan(tmp_path / f"{strategy}.parquet")[1].steps[-1].counts
+
+
+def test_tables_without_a_prompt_column_equal_single_machine(cluster, tmp_path):
+    """Conversations given as `messages`, and pairs in TRL's implicit-prompt form: the buckets key on the prompts
+    validation takes from them (a `prompt` column was assumed before, and the read tasks failed)."""
+    hh = DATA / "hh_harmless_conversations.parquet"
+    single, distributed, _ = both(["pairs", "--strategy", "best-vs-worst"], hh, tmp_path, "hh")
+    same_rows(single, distributed, PAIR_KEYS)
+    explicit = single.select("prompt", "chosen", "rejected")
+    implicit = tmp_path / "implicit.parquet"
+    explicit.select(pl.concat_list("prompt", c).alias(c) for c in ("chosen", "rejected")).write_parquet(implicit, row_group_size=40)  # several read tasks
+    single, distributed, _ = both(["export", "--trl"], implicit, tmp_path, "trl")
+    same_rows(single, distributed, ["prompt", "chosen", "rejected"])
+    assert single.height == explicit.height and single.sort("chosen")["prompt"].to_list() == explicit.sort("chosen")["prompt"].to_list()
 
 
 def test_table_level_scorers_equal_single_machine(cluster, tmp_path):
