@@ -140,18 +140,18 @@ def extract_implicit_prompt(pairs: pl.Series) -> pl.Series:
     Conversations that share no turn beside a text `prompt` are completions already: that prompt becomes
     their one user turn (TRL would leave such a pair with an empty prompt).
     """
+    dtype = pairs.dtype.to_schema()["chosen"]
     out: dict[str, list[Any]] = {"prompt": [], "chosen": [], "rejected": []}
     for row in pairs.to_list():
         chosen, rejected, given = row["chosen"], row["rejected"], row.get("prompt")
         at = None if chosen is None or rejected is None else implicit_prompt_split(chosen, rejected)
-        if at == 0 and isinstance(given, str) and isinstance(chosen, list):
-            out["prompt"].append(to_messages(given))
+        if at is None or at == 0 and given is not None:  # nothing to split (a null side), or nothing shared beside a given prompt
+            out["prompt"].append(to_messages(given) if isinstance(given, str) else None)
             at = None
         else:
-            out["prompt"].append(None if at is None else chosen[:at])
+            out["prompt"].append(chosen[:at])
         out["chosen"].append(chosen if at is None else chosen[at:])
         out["rejected"].append(rejected if at is None else rejected[at:])
-    dtype = pairs.dtype.to_schema()["chosen"]
     return pl.struct(pl.Series("prompt", out["prompt"], dtype=dtype), pl.Series("chosen", out["chosen"], dtype=dtype),
                      pl.Series("rejected", out["rejected"], dtype=dtype), eager=True)  # fmt: skip
 
