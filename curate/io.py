@@ -169,6 +169,9 @@ def _scan_jsonl(p: Path) -> pl.LazyFrame:
         raise SchemaError("the file is empty (0 rows)", source=str(p))
     with p.open("rb") as fh:
         head = fh.read(3)
+        start = (head[3:] if head == _BOM else head) + fh.read(4096)
+    if p.suffix.lower() == ".json" and start.lstrip()[:1] == b"[":  # one JSON array of rows (as `datasets`' json builder reads it)
+        return _read_json_array(p)
     if head == _BOM:  # a UTF-8 byte-order mark (e.g. from Windows tools): read without it
         import io as _io
 
@@ -176,6 +179,25 @@ def _scan_jsonl(p: Path) -> pl.LazyFrame:
     frame = pl.scan_ndjson(p, infer_schema_length=None)
     frame.collect_schema()
     return frame
+
+
+def _read_json_array(p: Path) -> pl.LazyFrame:
+    """A JSON file whose whole text is an array of row objects, e.g. `[{"prompt": ..., "response": ...}, ...]`."""
+    text = p.read_bytes()
+    text = text[3:] if text.startswith(_BOM) else text
+    try:
+        rows = json.loads(text)
+    except (json.JSONDecodeError, UnicodeDecodeError) as exc:
+        where = f"line {exc.lineno}, column {exc.colno}: not valid JSON ({exc.msg})" if isinstance(exc, json.JSONDecodeError) else "not UTF-8 text"
+        raise SchemaError(where, source=str(p)) from None
+    if not isinstance(rows, list) or not all(isinstance(r, dict) for r in rows):
+        raise SchemaError("a JSON file is read as rows: an array of objects, or one object per line (JSON Lines)", source=str(p))
+    if not rows:
+        raise SchemaError("the file is empty (0 rows)", source=str(p))
+    try:
+        return pl.from_dicts(rows, infer_schema_length=None).lazy()
+    except (pl.exceptions.PolarsError, TypeError, ValueError) as exc:
+        raise SchemaError(f"the rows do not hold one type per column ({_first_line(exc)}); give every row the same form", source=str(p)) from None
 
 
 def locate_text_error(p: Path) -> str | None:

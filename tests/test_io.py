@@ -130,3 +130,21 @@ def test_jsonl_rows_are_counted_from_the_lines(tmp_path):
     assert write(pl.LazyFrame({"prompt": texts}), out) == 4
     assert [json.loads(line)["prompt"] for line in out.read_bytes().split(b"\n")[:-1]] == texts  # one row per "\n", none inside
     assert write(pl.LazyFrame({"prompt": []}, schema={"prompt": pl.String}), tmp_path / "empty.jsonl") == 0
+
+
+def test_a_json_file_holding_an_array_of_rows_is_read(tmp_path):
+    # Alpaca-style `train.json`: one (pretty-printed) JSON array of objects; it failed as "NDJSON line expected"
+    rows = [{"prompt": "p", "response": "a", "reward": 1}, {"prompt": [{"role": "user", "content": "q"}], "response": "b", "reward": 2.5}]
+    path = tmp_path / "train.json"
+    path.write_text(json.dumps(rows[:1] + [{**rows[0], "response": "c", "reward": 2.5}], indent=2))
+    df = curate.read(path).collect()
+    assert df.select("prompt", "response", "reward").rows() == [("p", "a", 1.0), ("p", "c", 2.5)]
+    datasets = pytest.importorskip("datasets")
+    assert datasets.load_dataset("json", data_files=str(path), split="train").to_list() == [
+        {k: r[k] for k in ("prompt", "response", "reward")} for r in df.to_dicts()]  # fmt: skip
+    path.write_text('[{"prompt": "p", "response": "a"},\n {"prompt": "q" "response": "b"}]')  # column 17: the quote where a comma belongs
+    with pytest.raises(curate.SchemaError, match=r"train\.json: line 2, column 17: not valid JSON \(Expecting ',' delimiter\)"):
+        curate.read(path)
+    path.write_text(json.dumps(rows))  # a text prompt and a conversation in one column
+    with pytest.raises(curate.SchemaError, match="the rows do not hold one type per column"):
+        curate.read(path)
