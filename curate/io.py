@@ -248,7 +248,9 @@ def load(
     """Like `read`, but also return the kind, the source, the lineage stored in the file and its card's metadata.
 
     With `deferred`, the row checks are planned, not run: `Table.checked` holds their statistics and
-    `settle`, for the caller to evaluate in the same execution as its output.
+    `settle`, for the caller to evaluate in the same execution as its output. `drop_hint=False` and
+    `rehash_prompt_ids=None` say the caller offers no `--drop-invalid` or `--rehash-prompt-ids`, so
+    the errors' hints do not name them.
     """
     frame, lineage, card = _scan(path, split)
     if kind is None:
