@@ -315,6 +315,9 @@ def check(
     schema = frame.collect_schema()
     frame, checks = _split_messages(frame, schema, kind, source)
     frame, notes = _extract_implicit_prompt(frame, schema, kind, source)
+    if kind == "samples" and "completion" in schema and "response" not in schema and "messages" not in schema:
+        frame = frame.rename({"completion": "response"})  # TRL's prompt-completion format
+        notes.append(f"`completion` read as `response` in {source or 'the table'} (TRL's prompt-completion format)")
     schema = frame.collect_schema()
     spec = SCHEMAS[kind]
     missing = [c.name for c in spec if c.required and c.name not in schema]

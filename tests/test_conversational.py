@@ -333,3 +333,16 @@ def test_a_message_written_as_json_is_found_and_plain_text_is_not(messages, one,
     others = ['{"question": "json is fine as text"}', '[{"a": 1}]', '{"role": "user"}', "plain " + text]
     found = pl.DataFrame({"c": written + others}).select(serialized_messages(pl.col("c"))).to_series().to_list()
     assert found == [True, True, False, False, False, False]
+
+
+@pytest.mark.parametrize("style", ["standard", "conversational"])
+def test_prompt_completion_samples_read_completion_as_the_response(tmp_path, style):
+    # TRL's prompt-completion format names the response `completion` (a string, or one assistant message)
+    prompt = "2+2?" if style == "standard" else [{"role": "user", "content": "2+2?"}]
+    done = (lambda text: text) if style == "standard" else (lambda text: [{"role": "assistant", "content": text}])
+    path = tmp_path / "pc.jsonl"
+    path.write_text("".join(json.dumps({"prompt": prompt, "completion": done(t), "reward": r}) + "\n" for t, r in (("4", 1.0), ("5", 0.0))))
+    with pytest.warns(curate.CurateWarning, match=r"`completion` read as `response` in .*pc\.jsonl \(TRL's prompt-completion format\)"):
+        samples = curate.read(path)
+    pairs = curate.pairs(samples, strategy="best-vs-worst").collect()
+    assert pairs.select("prompt", "chosen", "rejected").row(0) == (prompt, "4", "5")
