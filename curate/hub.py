@@ -34,7 +34,8 @@ _SPLIT_KEYWORDS = {"train": ("train", "training"), "validation": ("validation", 
 _SEP = r"[-._ 0-9]"
 _IN_DIR = {s: re.compile(rf"^(?:.*{_SEP})?(?:{'|'.join(k)})(?:{_SEP}.*)?$") for s, k in _SPLIT_KEYWORDS.items()}
 _IN_NAME = {s: re.compile(rf"^(?:.*{_SEP})?(?:{'|'.join(k)}){_SEP}.*$") for s, k in _SPLIT_KEYWORDS.items()}
-_NOT_DATA = {"README.md", "config.json", "dataset_info.json", "dataset_infos.json", "dataset_dict.json", "state.json", "curate_lineage.json"}
+_NOT_DATA = {"README.md", "config.json", "dataset_info.json", "dataset_infos.json", "dataset_dict.json", "state.json",
+             "curate_lineage.json", "curate_manifest.json"}  # metadata beside the data files (datasets', curate's)
 
 
 @dataclass
