@@ -182,22 +182,44 @@ def _scan_jsonl(p: Path) -> pl.LazyFrame:
 
 
 def _read_json_array(p: Path) -> pl.LazyFrame:
-    """A JSON file whose whole text is an array of row objects, e.g. `[{"prompt": ..., "response": ...}, ...]`."""
-    text = p.read_bytes()
-    text = text[3:] if text.startswith(_BOM) else text
+    """A JSON file whose whole text is an array of row objects, e.g. `[{"prompt": ..., "response": ...}, ...]` (read by Polars)."""
+    import io as _io
+
+    data = p.read_bytes().removeprefix(_BOM)
     try:
-        rows = json.loads(text)
-    except (json.JSONDecodeError, UnicodeDecodeError) as exc:
-        where = f"line {exc.lineno}, column {exc.colno}: not valid JSON ({exc.msg})" if isinstance(exc, json.JSONDecodeError) else "not UTF-8 text"
-        raise SchemaError(where, source=str(p)) from None
-    if not isinstance(rows, list) or not all(isinstance(r, dict) for r in rows):
-        raise SchemaError("a JSON file is read as rows: an array of objects, or one object per line (JSON Lines)", source=str(p))
-    if not rows:
+        frame = pl.read_json(_io.BytesIO(data), infer_schema_length=None)
+    except pl.exceptions.PolarsError as exc:
+        raise _json_array_error(data, str(p)) or SchemaError(f"could not read the JSON array ({_first_line(exc)})", source=str(p)) from None
+    if frame.height == 0:
         raise SchemaError("the file is empty (0 rows)", source=str(p))
+    return frame.lazy()
+
+
+_JSON_KINDS = ((str, "text"), (list, "a list"), (dict, "an object"), ((int, float), "a number"))  # null fits any column
+
+
+def _json_array_error(data: bytes, source: str) -> SchemaError | None:
+    """Why a JSON array does not read as a table (on the error path only): where it does not parse, a row that is not an
+    object, or the first column whose values differ in kind (text in one row, messages in another)."""
     try:
-        return pl.from_dicts(rows, infer_schema_length=None).lazy()
-    except (pl.exceptions.PolarsError, TypeError, ValueError) as exc:
-        raise SchemaError(f"the rows do not hold one type per column ({_first_line(exc)}); give every row the same form", source=str(p)) from None
+        rows = json.loads(data)
+    except json.JSONDecodeError as exc:
+        return SchemaError(f"line {exc.lineno}, column {exc.colno}: not valid JSON ({exc.msg})", source=source)
+    except UnicodeDecodeError:
+        return SchemaError("not UTF-8 text; save the file as UTF-8", source=source)
+    if not isinstance(rows, list) or not all(isinstance(r, dict) for r in rows):
+        return SchemaError("a JSON file is read as rows: an array of objects, or one object per line (JSON Lines)", source=source)
+    first: dict[str, tuple[str, int]] = {}
+    for i, row in enumerate(rows):
+        for key, value in row.items():
+            kind = next((name for types, name in _JSON_KINDS if isinstance(value, types)), None)
+            if kind is None:
+                continue
+            seen, row_seen = first.setdefault(key, (kind, i))
+            if seen != kind:
+                return SchemaError(f"the rows do not hold one type per column ({seen} in row {row_seen}, {kind} in row {i}); give every row the "
+                                   "same form", source=source, column=key, rows=[i])  # fmt: skip
+    return None
 
 
 def locate_text_error(p: Path) -> str | None:
