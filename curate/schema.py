@@ -264,10 +264,16 @@ _SERIALIZED = ("a message written as JSON text (in JSON Lines, a column whose ro
                "give every row the same form")
 
 
+def _sorts_between(text: pl.Expr, low: bytes, high: bytes) -> pl.Expr:
+    """Whether a text's bytes sort in [low, high): a test of its first bytes only (Polars compares string views by the
+    prefix they hold inline), e.g. [b'{"', b'{#') holds exactly the texts that start with `{"` (0x23 follows `"`)."""
+    lead = text.cast(pl.Binary)
+    return (lead >= low) & (lead < high)
+
+
 def serialized_messages(c: pl.Expr) -> pl.Expr:
     """A text that is a message or a list of messages written as JSON: `{"role": …, "content": …}`, `[{…}, …]`."""
-    lead = c.cast(pl.Binary)  # compared bytewise: ≥ b'{"' and < b'{#' exactly when the text starts with `{"` (0x22 is `"`)
-    opens = ((lead >= b'[{"') & (lead < b'[{#')) | ((lead >= b'{"') & (lead < b'{#'))
+    opens = _sorts_between(c, b'[{"', b"[{#") | _sorts_between(c, b'{"', b"{#")
     text = pl.when(opens).then(c)  # null elsewhere: only the few texts that open like JSON are searched, however long the others
     return text.str.contains(r'(?s)^\[?\{.*"(?:role|content)":.*"(?:role|content)":.*\}\]?$').fill_null(False)
 
@@ -280,8 +286,7 @@ def blank(c: pl.Expr) -> pl.Expr:
     (the search stops at the first one), so a regex runs on few rows, however long the texts.
     """
     text = c.cast(STR)
-    lead = text.cast(pl.Binary)  # the same bytes: compared bytewise, `lead` ≥ b"!" and < b"\x7f" when its first byte is in 0x21..0x7e
-    shown = ((lead >= b"!") & (lead < b"\x7f")).fill_null(False)
+    shown = _sorts_between(text, b"!", b"\x7f").fill_null(False)  # the first byte is in 0x21..0x7e
     searched = pl.when(~shown).then(text).str.contains(NOT_SPACE).fill_null(False)  # null (not searched) where `shown`
     return c.is_null() | ~(shown | searched)
 
@@ -383,7 +388,8 @@ def check(
     collides = None
     if collision:
         # a check across rows, kept out of the per-row column above (a window there would cost the output's path too)
-        collides = pl.col("prompt_id").is_not_null() & (pl.col(_PROMPT_HASH) != pl.col(_PROMPT_HASH).first().over("prompt_id"))
+        # a null id fails its own check first (the collision check runs only where that one does): it is in `earlier`
+        collides = pl.col(_PROMPT_HASH) != pl.col(_PROMPT_HASH).first().over("prompt_id")
         mine = ~earlier & collides
         i = len(checks)
         checks.append(("prompt_id", _COLLISION, collides))
@@ -393,7 +399,7 @@ def check(
         else:
             # a collision stops the command: the main pass only asks whether one exists (distinct (id, prompt) hashes vs
             # distinct ids, no window); the error's path looks up the rows, the id and where that id first appears, in one query
-            mask = ~earlier & pl.col("prompt_id").is_not_null()
+            mask = ~earlier
             ids = pl.col("prompt_id").filter(mask).n_unique()
             pair = (pl.col("prompt_id").hash(1) ^ pl.col(_PROMPT_HASH)).filter(mask)  # one u64 per (id, prompt): no struct rows
             aggs.append((pair.n_unique().cast(pl.Int64) - ids.cast(pl.Int64)).clip(lower_bound=0).alias(f"__c{i}"))
