@@ -12,6 +12,8 @@ from pathlib import Path
 import numpy as np
 import polars as pl
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from conftest import GAME24, GSM8K, write_parquet
 from curate.models.verify import exact_answer, game24_answer, game24_correct, normalise
@@ -109,6 +111,20 @@ def test_sample_resume_gives_the_uninterrupted_rows(tiny_model, prompts, tmp_pat
 
 
 # --- reward and logps ----------------------------------------------------------------------------------------
+
+
+@settings(max_examples=200, deadline=None)
+@given(st.lists(st.integers(0, 50), max_size=40), st.integers(1, 7))
+def test_length_batches_partition_rows_longest_first(lengths, size):
+    from curate.models.stages import length_batches
+
+    batches = length_batches(lengths, size)
+    flat = [i for b in batches for i in b]
+    assert sorted(flat) == list(range(len(lengths)))  # every row once
+    assert all(1 <= len(b) <= size for b in batches) and all(len(b) == size for b in batches[:-1])
+    assert [lengths[i] for i in flat] == sorted(lengths, reverse=True)  # longest first: a batch's first row is its longest
+    for a, b in zip(flat, flat[1:]):
+        assert lengths[a] > lengths[b] or a < b  # rows of equal length keep their order
 
 
 def test_reward_matches_single_unpadded_scoring(tiny_reward, tmp_path):

@@ -104,6 +104,14 @@ def sample_shard(rows: pl.DataFrame, engine, sampling: Sampling, model: str, *, 
     )
 
 
+def length_batches(lengths: list[int], batch_size: int) -> list[list[int]]:
+    """Row indices in batches of similar length, longest first: each batch is padded to its own longest row, so
+    grouping by length wastes little on padding (attention's cost grows with the square of it), and a batch
+    that does not fit in memory fails at once. Stable: rows of equal length keep their order."""
+    order = sorted(range(len(lengths)), key=lambda i: -lengths[i])
+    return [order[i : i + batch_size] for i in range(0, len(order), batch_size)]
+
+
 # --- reward ----------------------------------------------------------------------------------------------
 
 
@@ -136,12 +144,13 @@ class RewardModel:
             self.tokenizer.apply_chat_template([*to_messages(p), {"role": "assistant", "content": r}], tokenize=False)
             for p, r in zip(prompts, responses, strict=True)
         ]
-        out: list[float] = []
-        for i in range(0, len(texts), self.batch_size):
-            enc = self.tokenizer(texts[i : i + self.batch_size], return_tensors="pt", padding=True, truncation=True,
-                                 max_length=self.max_length, add_special_tokens=False).to(self.device)  # fmt: skip
+        ids = self.tokenizer(texts, truncation=True, max_length=self.max_length, add_special_tokens=False)["input_ids"]
+        out: list[float] = [0.0] * len(texts)
+        for batch in length_batches([len(x) for x in ids], self.batch_size):
+            enc = self.tokenizer.pad({"input_ids": [ids[i] for i in batch]}, return_tensors="pt").to(self.device)
             with torch.no_grad():
-                out.extend(self.model(**enc).logits[:, 0].float().cpu().tolist())
+                for i, r in zip(batch, self.model(**enc).logits[:, 0].float().cpu().tolist(), strict=True):
+                    out[i] = r
         return out
 
 
@@ -179,22 +188,22 @@ class LogpScorer:
 
         tokenized = tokenize_examples(self.tokenizer, prompts, [[r] for r in responses])
         p_ids, r_ids = [p for p, _ in tokenized], [rs[0] for _, rs in tokenized]
-        logps: list[float] = []
-        counts: list[int] = []
-        for i in range(0, len(p_ids), self.batch_size):
-            seqs = [p + r for p, r in zip(p_ids[i : i + self.batch_size], r_ids[i : i + self.batch_size], strict=True)]
-            T = max(len(s) for s in seqs)
-            ids = torch.full((len(seqs), T), self.pad_id, dtype=torch.long)
+        logps: list[float] = [0.0] * len(p_ids)
+        counts: list[int] = [0] * len(p_ids)
+        for batch in length_batches([len(p) + len(r) for p, r in zip(p_ids, r_ids, strict=True)], self.batch_size):
+            T = len(p_ids[batch[0]]) + len(r_ids[batch[0]])  # the longest first
+            ids = torch.full((len(batch), T), self.pad_id, dtype=torch.long)
             att = torch.zeros_like(ids)
             lm = torch.zeros_like(ids)
-            for k, (s, p) in enumerate(zip(seqs, p_ids[i : i + self.batch_size], strict=True)):
-                ids[k, : len(s)] = torch.tensor(s)
-                att[k, : len(s)] = 1
-                lm[k, len(p) : len(s)] = 1
+            for k, i in enumerate(batch):
+                start, end = len(p_ids[i]), len(p_ids[i]) + len(r_ids[i])
+                ids[k, :end] = torch.tensor(p_ids[i] + r_ids[i])
+                att[k, :end] = 1
+                lm[k, start:end] = 1
             with torch.no_grad():
                 lp, n = sequence_logps(self.model, ids.to(self.device), att.to(self.device), lm.to(self.device), self.chunk_size)
-            logps.extend(lp.cpu().tolist())
-            counts.extend(n.cpu().tolist())
+            for i, v, c in zip(batch, lp.cpu().tolist(), n.cpu().tolist(), strict=True):
+                logps[i], counts[i] = v, c
         return logps, counts, r_ids
 
 
