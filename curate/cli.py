@@ -45,6 +45,7 @@ DataEngine = Annotated[str, typer.Option("--engine", help="local (this process) 
 RayAddress = Annotated[Optional[str], typer.Option("--ray-address", help="Ray cluster to join (default: $RAY_ADDRESS, else a local Ray).")]
 Buckets = Annotated[Optional[int], typer.Option("--buckets", help="With --engine ray: buckets of whole prompts (default: 2 per cluster CPU).")]
 RayResume = Annotated[bool, typer.Option("--resume", help="With --engine ray: keep the buckets an interrupted run of the same job finished.")]
+ModelBatch = Annotated[int, typer.Option("--batch-size", help="Rows per forward pass, each batched with rows of similar length (longest first).")]
 
 
 def engine_opts(engine: str, address: str | None, buckets: int | None, resume: bool) -> dict | None:
@@ -661,7 +662,7 @@ def reward(
     samples: Path,
     model: Annotated[Path, typer.Option(help="Local sequence-classification reward model folder.")],
     output: Output,
-    batch_size: Annotated[int, typer.Option()] = 8,
+    batch_size: ModelBatch = 8,
     max_length: Annotated[int, typer.Option()] = 2048,
     shard_size: ShardSize = 1024,
     resume: Resume = False,
@@ -691,7 +692,7 @@ def logps(
     model: Annotated[Path, typer.Option(help="Local policy model folder.")],
     output: Output,
     ref_model: Annotated[Optional[Path], typer.Option(help="Reference model folder: fills `ref_logp`.")] = None,
-    batch_size: Annotated[int, typer.Option()] = 8,
+    batch_size: ModelBatch = 8,
     shard_size: ShardSize = 1024,
     resume: Resume = False,
     max_shards: MaxShards = None,
