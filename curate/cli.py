@@ -102,6 +102,7 @@ def step_cli(name: str, params: dict, src: Path, kind: str | None, build: "Build
     On Ray, `ray_build(frame, step, known)` gets the whole-table values the `phases` computed.
     """
     read_opts.setdefault("rehash_prompt_ids", None)  # None: the command has no --rehash-prompt-ids (the errors' hints say so)
+    read_opts.setdefault("dedup", None)  # nor --dedup
     if ray is not None:
         return ray_step_cli(name, params, src, kind, ray_build or (lambda f, s, known: build(f, s)), output, fmt, ray, phases or [], read_opts)
     from curate.steps import run_step
@@ -588,7 +589,7 @@ def stage_cli(name: str, params: dict, src: Path, kind: str, stage, output: Path
 
     step = Step(name, params=params, inputs=[str(src)])
     table = load(src, kind, drop_invalid=bool(drop_invalid), step=step, drop_hint=drop_invalid is not None,  # None: the command has no --drop-invalid
-                 rehash_prompt_ids=None)
+                 rehash_prompt_ids=None, dedup=None)
     rows = table.frame.collect().with_row_index("__row").with_columns(pl.col("__row").cast(pl.Int64))
     step.rows_in = rows.height
     n = run_sharded(rows, stage, output, step=step, lineage=table.lineage, shard_size=shard_size, resume=resume, max_shards=max_shards,

@@ -258,7 +258,7 @@ def load(
     path: Source,
     kind: str | None = "samples",
     *,
-    dedup: bool = False,
+    dedup: bool | None = False,
     drop_invalid: bool = False,
     step: Step | None = None,
     split: str | None = None,
@@ -270,9 +270,9 @@ def load(
     """Like `read`, but also return the kind, the source, the lineage stored in the file and its card's metadata.
 
     With `deferred`, the row checks are planned, not run: `Table.checked` holds their statistics and
-    `settle`, for the caller to evaluate in the same execution as its output. `drop_hint=False` and
-    `rehash_prompt_ids=None` say the caller offers no `--drop-invalid` or `--rehash-prompt-ids`, so
-    the errors' hints do not name them.
+    `settle`, for the caller to evaluate in the same execution as its output. `drop_hint=False`,
+    `rehash_prompt_ids=None` and `dedup=None` say the caller offers no `--drop-invalid`,
+    `--rehash-prompt-ids` or `--dedup`, so the errors' hints and notes do not name them.
     """
     frame, lineage, card = _scan(path, split)
     if kind is None:

@@ -142,7 +142,7 @@ def table_sections(path: str | os.PathLike, ids: _Ids) -> list[Section]:
     from curate.lineage import Step
 
     read = Step("read")  # what validation found (duplicates, converted columns) goes into the overview
-    table = load(path, kind=None, step=read)  # validated: conversational completions are read as text
+    table = load(path, kind=None, step=read, dedup=None)  # validated: conversational completions are read as text
     frame, lineage, kind = table.frame, table.lineage, table.kind
     names = frame.collect_schema().names()
     numeric = [c for c, t in frame.collect_schema().items() if t.is_numeric()]

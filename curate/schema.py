@@ -296,13 +296,14 @@ def check(
     kind: str = "samples",
     *,
     source: str | None = None,
-    dedup: bool = False,
+    dedup: bool | None = False,
     drop_invalid: bool = False,
     step: Step | None = None,
     rehash_prompt_ids: bool | None = False,
     drop_hint: bool = True,
     only: set[str] | None = None,
     keep_row: bool = False,
+    python: bool = False,
 ) -> Checked:
     """Plan the validation of `frame` as a `kind` table: schema errors raise now, row checks run with `stats`.
 
@@ -312,8 +313,9 @@ def check(
     `only` limits the row checks to the columns a command reads (e.g. a per-prompt score never reads
     the responses); the schema is checked whole. `keep_row` leaves the internal row number `__row` on
     the frame, so the command builds on the very plan the checks use. `drop_hint` says whether the
-    caller offers `--drop-invalid`, `rehash_prompt_ids=None` that it offers no `--rehash-prompt-ids`
-    (the errors' hints name only the options there are).
+    caller offers `--drop-invalid`, `rehash_prompt_ids=None` that it offers no `--rehash-prompt-ids` and
+    `dedup=None` no `--dedup` (the errors' hints name only the options there are); `python` that the caller is Python code, so
+    the hints and notes spell the options as keywords (`drop_invalid=True`).
     """
     if kind not in SCHEMAS:
         raise SchemaError(f"unknown table kind {kind!r}; expected one of {', '.join(SCHEMAS)}", source=source)
@@ -353,7 +355,7 @@ def check(
     given_ids = "prompt_id" in schema and not rehash_prompt_ids
     if "prompt_id" in schema and rehash_prompt_ids:
         frame = frame.rename({"prompt_id": "source_prompt_id"})
-        notes.append("prompt_id derived from the prompt text (--rehash-prompt-ids); the given ids are kept as `source_prompt_id`")
+        notes.append(f"prompt_id derived from the prompt text ({_option('--rehash-prompt-ids', python)}); the given ids are kept as `source_prompt_id`")
     names = frame.collect_schema().names()
     if "prompt_id" not in names:
         frame = frame.with_columns(pl.col("prompt").map_batches(prompt_hash, return_dtype=STR).alias("prompt_id"))
@@ -445,7 +447,7 @@ def check(
         failed = [(i, c) for i, c in enumerate(checks) if row[f"__c{i}"]]
         if failed and not drop_invalid:
             i, (name, problem, _) = failed[0]
-            hint = _hint(name, problem, drop=drop_hint, rehash=rehash_prompt_ids is not None)
+            hint = _hint(name, problem, drop=drop_hint, rehash=rehash_prompt_ids is not None, python=python)
             if problem == _COLLISION:
                 row = {**row, **collision_detail.collect().row(0, named=True)}
                 raise SchemaError(
@@ -459,13 +461,14 @@ def check(
                 for i, (name, problem, _) in failed:
                     step.drop(f"invalid `{name}`: {problem}", row[f"__c{i}"])
             if sum(row[f"__c{i}"] for i, _ in failed) == row["__n"]:
-                raise SchemaError("every row is invalid; nothing is left after --drop-invalid", source=source)
+                raise SchemaError(f"every row is invalid; nothing is left after {_option('--drop-invalid', python)}", source=source)
         n_dup = row.get("__dup") or 0
         if n_dup and step is not None:
             if dedup:
                 step.drop("duplicate (prompt_id, response, model)", n_dup)
             else:
-                step.warn(f"{n_dup} duplicate (prompt_id, response, model) row(s) in {source or 'the table'}; pass --dedup (in Python, dedup=True) to drop them")
+                how = "`curate ingest --dedup` drops them" if dedup is None and not python else f"pass {_option('--dedup', python)} to drop them"
+                step.warn(f"{n_dup} duplicate (prompt_id, response, model) row(s) in {source or 'the table'}; {how}")
 
     return Checked(frame=out, stats=stats, settle=settle)
 
@@ -474,19 +477,26 @@ _COLLISION = "one prompt_id, several prompts"
 _NULL = "null value"
 
 
-def _hint(column: str, problem: str, *, drop: bool, rehash: bool) -> str:
-    """What to do about rows that fail a check: the options a command offers (`drop`: --drop-invalid, `rehash`: --rehash-prompt-ids)."""
-    dropping = "pass --drop-invalid to drop them (the drops are counted and reported)"
+def _option(flag: str, python: bool) -> str:
+    """An option as the caller spells it: `--drop-invalid` on the command line, `drop_invalid=True` in Python."""
+    return f"{flag.removeprefix('--').replace('-', '_')}=True" if python else flag
+
+
+def _hint(column: str, problem: str, *, drop: bool, rehash: bool, python: bool = False) -> str:
+    """What to do about rows that fail a check: the options a command offers (`drop`: --drop-invalid, `rehash`: --rehash-prompt-ids),
+    spelled as the caller spells them (`python`: keywords)."""
+    drop_it, rehash_it = _option("--drop-invalid", python), _option("--rehash-prompt-ids", python)
+    dropping = f"pass {drop_it} to drop them (the drops are counted and reported)"
     if column == "model" and problem == _NULL:
         remove = 'remove the model column (every response is then from "policy")'
-        return f"Fill in the models, {remove}, or pass --drop-invalid to drop these rows." if drop else f"Fill in the models, or {remove}."
+        return f"Fill in the models, {remove}, or pass {drop_it} to drop these rows." if drop else f"Fill in the models, or {remove}."
     if column != "prompt_id":
         return f"Fix these rows, or {dropping}." if drop else "Fix these rows."
     fix = "Fill in the ids" if problem == _NULL else "Fix the ids"
-    derive = "pass --rehash-prompt-ids to derive prompt_id from the prompt text" if rehash else \
+    derive = f"pass {rehash_it} to derive prompt_id from the prompt text" if rehash else \
         "remove the prompt_id column (curate then derives it from the prompt text)"  # fmt: skip
     if problem == _NULL and drop:
-        return f"{fix}, {derive}, or pass --drop-invalid to drop these rows."
+        return f"{fix}, {derive}, or pass {drop_it} to drop these rows."
     return f"{fix}, or {derive}."
 _PROMPT_HASH, _KEY_HASH = "__prompt_hash", "__key_hash"  # per-row hashes for the checks across rows (internal columns)
 
@@ -496,7 +506,7 @@ def validate(
     kind: str = "samples",
     *,
     source: str | None = None,
-    dedup: bool = False,
+    dedup: bool | None = False,
     drop_invalid: bool = False,
     step: Step | None = None,
     rehash_prompt_ids: bool | None = False,
@@ -511,7 +521,7 @@ def validate(
     """
     told = step if step is not None else Step("read")  # a Python caller with no step is told by warnings
     checked = check(frame, kind, source=source, dedup=dedup, drop_invalid=drop_invalid, step=told, rehash_prompt_ids=rehash_prompt_ids,
-                    drop_hint=drop_hint)  # fmt: skip
+                    drop_hint=drop_hint, python=step is None)  # fmt: skip
     try:
         row = checked.stats.collect().row(0, named=True)
     except pl.exceptions.PolarsError as exc:  # e.g. a truncated file or a cast that fails on the data

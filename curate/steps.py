@@ -35,7 +35,7 @@ def run_step(
     output: str | os.PathLike,
     fmt: str | None = None,
     *,
-    dedup: bool = False,
+    dedup: bool | None = False,
     drop_invalid: bool = False,
     split: str | None = None,
     rehash_prompt_ids: bool | None = False,

@@ -112,6 +112,19 @@ def test_an_id_hint_names_only_options_the_command_has(tmp_path):
     assert r.returncode == 0 and pl.read_parquet(tmp_path / "s.parquet")["chosen"].to_list() == ["y"]
 
 
+
+def test_a_duplicate_note_names_the_option_where_it_is(tmp_path):
+    # `pairs` has --dedup; `score` has not, so its note points at the command that has; following either drops the row
+    path = tmp_path / "dup.parquet"
+    pl.DataFrame({"prompt": ["p"] * 3, "response": ["x", "x", "y"], "reward": [1.0, 1.0, 0.0], "correct": [True, True, False]}).write_parquet(path)
+    r = curate_cli("pairs", path, "--strategy", "best-vs-worst", "-o", tmp_path / "p.parquet")
+    assert r.returncode == 0 and f"1 duplicate (prompt_id, response, model) row(s) in {path}; pass --dedup to drop them" in one_line(r)
+    r = curate_cli("score", path, "--scorer", "difficulty", "-o", tmp_path / "s.parquet")
+    assert r.returncode == 0 and f"1 duplicate (prompt_id, response, model) row(s) in {path}; `curate ingest --dedup` drops them" in one_line(r)
+    r = curate_cli("ingest", path, "--dedup", "-o", tmp_path / "i.parquet")
+    assert r.returncode == 0 and "dropped (rows): duplicate (prompt_id, response, model)" in one_line(r)
+    assert pl.read_parquet(tmp_path / "i.parquet")["response"].to_list() == ["x", "y"]
+
 # 3. checkpoints are never unpickled ------------------------------------------------------------------------------
 
 

@@ -97,4 +97,4 @@ def test_the_overview_says_what_validation_found(tmp_path):
         overview = table_sections(path, _Ids())[0]
     notes = [h for h in overview.html if h.startswith("<p>Note:")]
     assert notes == [f"<p>Note: `prompt_id` holds Int64 values in {path}; read as text.</p>",
-                     f"<p>Note: 1 duplicate (prompt_id, response, model) row(s) in {path}; pass --dedup (in Python, dedup=True) to drop them.</p>"]  # fmt: skip
+                     f"<p>Note: 1 duplicate (prompt_id, response, model) row(s) in {path}; `curate ingest --dedup` drops them.</p>"]  # fmt: skip

@@ -211,7 +211,7 @@ def test_a_python_reader_is_warned_of_what_a_command_would_report(tmp_path):
         assert curate.read(path).collect().height == 4  # reported, kept
     assert [str(w.message) for w in told] == [
         f"`prompt_id` holds Int64 values in {path}; read as text",
-        f"1 duplicate (prompt_id, response, model) row(s) in {path}; pass --dedup (in Python, dedup=True) to drop them",
+        f"1 duplicate (prompt_id, response, model) row(s) in {path}; pass dedup=True to drop them",
     ]
     assert {w.filename for w in told} == {__file__}
     with pytest.warns(curate.CurateWarning) as told:
@@ -220,8 +220,19 @@ def test_a_python_reader_is_warned_of_what_a_command_would_report(tmp_path):
 
     data["reward"][1], data["prompt_id"] = float("nan"), ["a", "a", "a", "b"]
     bad = write_parquet(tmp_path, "nan.parquet", data)
-    with pytest.raises(curate.SchemaError, match="NaN"):
+    with pytest.raises(curate.SchemaError, match="NaN") as err:
         curate.read(bad)
+    assert str(err.value).endswith("Fix these rows, or pass drop_invalid=True to drop them (the drops are counted and reported).")
+    bad_ids = write_parquet(tmp_path, "ids.parquet", {**data, "reward": [1.0] * 4, "prompt": ["p", "p", "other", "q"]})
+    with pytest.raises(curate.SchemaError, match="given to different prompts") as err:  # a Python caller is told its keywords
+        curate.read(bad_ids)
+    assert str(err.value).endswith("Fix the ids, or pass rehash_prompt_ids=True to derive prompt_id from the prompt text.")
+    with pytest.warns(curate.CurateWarning) as told:
+        assert curate.read(bad_ids, rehash_prompt_ids=True).collect()["source_prompt_id"].to_list() == ["a", "a", "a", "b"]
+    assert [str(w.message) for w in told] == [
+        "prompt_id derived from the prompt text (rehash_prompt_ids=True); the given ids are kept as `source_prompt_id`",
+        f"1 duplicate (prompt_id, response, model) row(s) in {bad_ids}; pass dedup=True to drop them",
+    ]
     with pytest.warns(curate.CurateWarning) as told:
         assert curate.read(bad, drop_invalid=True).collect()["reward"].to_list() == [1.0, 3.0, 0.5]
     assert [str(w.message) for w in told] == [f"dropped 1 row of {bad}: invalid `reward`: NaN or infinite value"]
