@@ -291,6 +291,38 @@ def blank(c: pl.Expr) -> pl.Expr:
     return c.is_null() | ~(shown | searched)
 
 
+_RESPONSE_LISTS = ("responses", "completions", "outputs", "generations")  # what sampling scripts call a row's N responses
+
+
+def _responses_list_hint(schema: pl.Schema, source: str | None, python: bool = False) -> str:
+    """For a table with one row per prompt and its responses in a list (as many sampling scripts write it): the
+    `curate sql` command (in Python, the Polars `explode`) that makes it one row per response, unnesting the lists that
+    run beside it (`rewards`, ...)."""
+    import shlex
+
+    def texts(t: pl.DataType) -> bool:
+        return isinstance(t, pl.List) and t.inner == STR
+
+    named = [n for n in _RESPONSE_LISTS if n in schema and texts(schema[n])]
+    lists = named or [n for n, t in schema.items() if texts(t) and n not in ("models", "answers")]
+    if len(lists) != 1:
+        return ""
+    unnest = {lists[0]: "response"}
+    for col in SCHEMAS["samples"]:
+        for name in (f"{col.name}s", col.name):  # rewards -> reward; a list where samples hold one value
+            if name in schema and name not in unnest and isinstance(schema[name], pl.List) and not isinstance(col.dtype, pl.List):
+                unnest[name] = col.name
+                break
+    lead = f" `{lists[0]}` holds a list of responses per row; curate reads one row per response. To make it so (the lists " \
+        f"{', '.join(f'`{k}`' for k in unnest)} unnest side by side)"  # fmt: skip
+    if python:
+        return f"{lead}, with the file read as a Polars frame: curate.validate(frame.explode({list(unnest)!r}).rename({unnest!r}))"
+    quoted = {k: '"' + k.replace('"', '""') + '"' for k in unnest}
+    sql = (f"select * exclude ({', '.join(quoted.values())}), " + ", ".join(f"unnest({quoted[k]}) as {v}" for k, v in unnest.items())
+           + " from samples")
+    return f"{lead}: curate sql {shlex.quote(sql)} --samples {shlex.quote(source or 'FILE')} -o samples.parquet"
+
+
 def check(
     frame: pl.LazyFrame,
     kind: str = "samples",
@@ -330,6 +362,8 @@ def check(
     missing = [c.name for c in spec if c.required and c.name not in schema]
     if missing:
         hint = f"The file has columns: {', '.join(schema.names()) or '(none)'}."
+        if kind == "samples" and "response" in missing:
+            hint += _responses_list_hint(schema, source, python)
         raise SchemaError(f"missing required column(s) for a `{kind}` table: {', '.join(missing)}", source=source, column=missing[0], hint=hint)
 
     converted: list[pl.Expr] = []

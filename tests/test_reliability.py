@@ -125,6 +125,33 @@ def test_a_duplicate_note_names_the_option_where_it_is(tmp_path):
     assert r.returncode == 0 and "dropped (rows): duplicate (prompt_id, response, model)" in one_line(r)
     assert pl.read_parquet(tmp_path / "i.parquet")["response"].to_list() == ["x", "y"]
 
+
+def test_responses_in_a_list_per_prompt_get_a_command_that_works(tmp_path):
+    # the layout many sampling scripts write: one row per prompt, its responses and rewards in lists; the error gives the
+    # `curate sql` that makes one row per response, and running it as printed gives samples that pair
+    path = tmp_path / "wide.parquet"
+    pl.DataFrame({"prompt": ["a", "b"], "responses": [["x", "y", "z"], ["p", "q"]], "rewards": [[1.0, 3.0, 2.0], [0.5, 0.1]],
+                  "tags": [["t1"], ["t2", "t3"]]}).write_parquet(path)  # fmt: skip
+    r = curate_cli("pairs", path, "--strategy", "best-vs-worst", "-o", tmp_path / "p.parquet")
+    assert r.returncode == 2 and "`responses` holds a list of responses per row" in one_line(r), r.stderr
+    printed = re.search(r"curate sql (.*) -o samples\.parquet$", one_line(r))
+    assert printed is not None and "tags" not in printed.group(1)  # a list that does not run beside the responses stays as it is
+    import shlex
+
+    assert curate_cli("sql", *shlex.split(printed.group(1)), "-o", "samples.parquet", cwd=tmp_path).returncode == 0
+    samples = pl.read_parquet(tmp_path / "samples.parquet")
+    assert samples.select("prompt", "response", "reward").rows() == [("a", "x", 1.0), ("a", "y", 3.0), ("a", "z", 2.0), ("b", "p", 0.5), ("b", "q", 0.1)]
+    assert samples["tags"].to_list() == [["t1"]] * 3 + [["t2", "t3"]] * 2
+    r = curate_cli("pairs", tmp_path / "samples.parquet", "--strategy", "best-vs-worst", "-o", tmp_path / "p.parquet")
+    assert r.returncode == 0, r.stderr
+    assert pl.read_parquet(tmp_path / "p.parquet").select("chosen", "rejected").rows() == [("y", "x"), ("p", "q")]
+    with pytest.raises(curate.SchemaError) as err:  # in Python, the same as Polars code
+        curate.read(path)
+    printed = re.search(r"read as a Polars frame: (curate\.validate\(.*\))$", str(err.value))
+    assert printed is not None, str(err.value)
+    frame = eval(printed.group(1), {"curate": curate, "frame": pl.scan_parquet(path)})
+    assert frame.collect().sort("prompt", "reward").select("prompt", "response", "reward").rows() == samples.sort("prompt", "reward").select("prompt", "response", "reward").rows()
+
 # 3. checkpoints are never unpickled ------------------------------------------------------------------------------
 
 
