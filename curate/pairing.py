@@ -17,7 +17,7 @@ import polars as pl
 import scorers
 from curate.errors import CurateError, SchemaError
 from curate.lineage import Step
-from curate.roles import KEY, PAIR_ORDER, PROMPT_ORDER, ROW, as_role, finish, rank_within, shared_columns, with_row_numbers
+from curate.roles import KEY, PAIR_ORDER, PROMPT_ORDER, ROW, as_role, finish, rank_within, require_reward, shared_columns, with_row_numbers
 from scorers.dcrm import REF, prob_distance_expr
 
 STRATEGIES = ("best-of-n2", "correct-vs-incorrect", "best-vs-worst", "all")
@@ -148,12 +148,9 @@ def _best_of_n2_dcrm(graded: pl.LazyFrame, k: int, step: Step, *, epsilon: float
 
 
 def _graded(samples: pl.LazyFrame, step: Step) -> pl.LazyFrame:
-    if "reward" not in samples.collect_schema().names():
-        raise SchemaError(
-            "this pairing strategy orders responses by `reward`, which the samples do not have",
-            column="reward",
-            hint="Run `curate reward` to add rewards, or use --strategy correct-vs-incorrect with a `correct` column.",
-        )
+    schema = samples.collect_schema()
+    require_reward(schema, "this pairing strategy orders responses by `reward`, which the samples do not have",
+                   "Run `curate reward` to add rewards, or use --strategy correct-vs-incorrect with a `correct` column.")
     step.count("responses with null reward (ungraded)", samples.select(pl.col("reward").is_null().sum()), unit="samples")
     return samples.filter(pl.col("reward").is_not_null())
 

@@ -4,9 +4,9 @@ from __future__ import annotations
 
 import polars as pl
 
-from curate.errors import CurateError, SchemaError
+from curate.errors import CurateError
 from curate.lineage import Step
-from curate.roles import KEY, PROMPT_ORDER, finish, with_row_numbers
+from curate.roles import KEY, PROMPT_ORDER, finish, require_reward, with_row_numbers
 
 RANKED_ORDER = ("prompt_id", "prompt", "responses", "rewards", "models", "pair_id", "ref_logps", "logps", "n_tokens", "weight")
 _LISTS = {"response": "responses", "reward": "rewards", "model": "models", "ref_logp": "ref_logps", "logp": "logps", "n_tokens": "n_tokens"}
@@ -22,9 +22,9 @@ def rank(samples: pl.LazyFrame, *, min_responses: int = 2, max_responses: int | 
         raise CurateError(f"min_responses must be at least 2 (got {min_responses}).")
     if max_responses is not None and max_responses < min_responses:
         raise CurateError(f"max_responses ({max_responses}) is below min_responses ({min_responses}).")
-    names = samples.collect_schema().names()
-    if "reward" not in names:
-        raise SchemaError("ranking needs a `reward` column", column="reward", hint="Run `curate reward` first.")
+    schema = samples.collect_schema()
+    names = schema.names()
+    require_reward(schema, "ranking needs a `reward` column")
     step = step if step is not None else Step("rank")
     rows = with_row_numbers(samples)
     graded = rows.filter(pl.col("reward").is_not_null())

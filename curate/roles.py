@@ -10,7 +10,8 @@ from __future__ import annotations
 import polars as pl
 
 import scorers
-from curate.schema import SOURCE_ROW
+from curate.errors import SchemaError
+from curate.schema import SCHEMAS, SOURCE_ROW
 
 ROW = "__row"  # internal: the response's row number in the samples table (deterministic tie-breaks)
 PROMPT_ORDER = "__prompt_order"  # internal: first row number of the prompt (outputs follow input order)
@@ -109,3 +110,17 @@ def finish(frame: pl.LazyFrame, order: tuple[str, ...], sort_by: list[str], desc
     names = [c for c in frame.collect_schema().names() if not c.startswith("__")]
     first = [c for c in order if c in names]
     return frame.select(first + [c for c in names if c not in first])
+
+
+def require_reward(schema: pl.Schema, problem: str, hint: str = "Run `curate reward` to add rewards.") -> None:
+    """Raise the SchemaError of samples without `reward` (`problem`, `hint`); a number column curate does not know by name
+    may hold the rewards under another name (`score`, `rm_score`, ...), and the hint then says how to name it `reward`."""
+    if "reward" in schema:
+        return
+    known = {c.name for c in SCHEMAS["samples"]}
+    others = [n for n, t in schema.items() if t.is_float() and n not in known and not n.startswith(("judge_", "__"))]
+    if others:
+        name = others[0].replace("'", "''")
+        hint += (f""" If `{others[0]}` holds the rewards, name it `reward`: curate sql 'select * rename ("{name}" as reward) from samples' """
+                 f"""--samples IN -o samples.parquet (in Python, frame.rename({{{others[0]!r}: 'reward'}}))).""")  # fmt: skip
+    raise SchemaError(problem, column="reward", hint=hint)

@@ -152,6 +152,22 @@ def test_responses_in_a_list_per_prompt_get_a_command_that_works(tmp_path):
     frame = eval(printed.group(1), {"curate": curate, "frame": pl.scan_parquet(path)})
     assert frame.collect().sort("prompt", "reward").select("prompt", "response", "reward").rows() == samples.sort("prompt", "reward").select("prompt", "response", "reward").rows()
 
+
+def test_rewards_under_another_name_get_the_rename(tmp_path):
+    # a reward model's scores saved as `score`: the error says how to name the column `reward`, and that command works
+    path = tmp_path / "scored.parquet"
+    pl.DataFrame({"prompt": ["a", "a", "b", "b"], "response": ["x", "y", "p", "q"], "score": [1.0, 2.0, 0.5, 0.1]}).write_parquet(path)
+    for command in (["pairs", path, "--strategy", "best-vs-worst"], ["rank", path], ["triplets", path, "--target-model", "policy"]):
+        r = curate_cli(*command, "-o", tmp_path / "out.parquet")
+        assert r.returncode == 2 and "If `score` holds the rewards, name it `reward`" in one_line(r), r.stderr
+    printed = re.search(r"curate sql (.*) -o samples\.parquet", one_line(r))
+    import shlex
+
+    args = [str(path) if a == "IN" else a for a in shlex.split(printed.group(1))]
+    assert curate_cli("sql", *args, "-o", "samples.parquet", cwd=tmp_path).returncode == 0
+    r = curate_cli("pairs", tmp_path / "samples.parquet", "--strategy", "best-vs-worst", "-o", tmp_path / "p.parquet")
+    assert r.returncode == 0 and pl.read_parquet(tmp_path / "p.parquet").select("chosen", "rejected").rows() == [("y", "x"), ("p", "q")]
+
 # 3. checkpoints are never unpickled ------------------------------------------------------------------------------
 
 
