@@ -31,6 +31,24 @@ def is_message(dtype: pl.DataType) -> bool:
     return isinstance(dtype, pl.Struct) and {"role", "content"} <= {f.name for f in dtype.fields}
 
 
+
+SHAREGPT_ROLES = {"human": "user", "gpt": "assistant"}  # ShareGPT's speaker names for TRL's roles; others are kept
+
+
+def is_from_value(dtype: pl.DataType) -> bool:
+    """Whether a column type holds ShareGPT-style conversations: a list of structs with `from` and `value`."""
+    inner = getattr(dtype, "inner", None)
+    names = {f.name for f in inner.fields} if isinstance(inner, pl.Struct) else set()
+    return isinstance(dtype, pl.List) and {"from", "value"} <= names and not names & {"role", "content"}
+
+
+def from_value_to_role_content(column: str) -> pl.Expr:
+    """ShareGPT messages `{from, value}` as TRL's `{role, content}`: the keys renamed as TRL's `maybe_convert_to_chatml`
+    does, and the speakers `human` and `gpt` named `user` and `assistant` (the roles chat templates know)."""
+    m = pl.element()
+    role = m.struct.field("from").replace(SHAREGPT_ROLES)
+    return pl.col(column).list.eval(pl.struct(role.alias("role"), m.struct.field("value").cast(pl.String).alias("content"))).alias(column)
+
 def style_of(schema: pl.Schema) -> str:
     """`conversational` when the prompt column holds messages, else `standard`."""
     return "conversational" if "prompt" in schema and is_messages(schema["prompt"]) else "standard"

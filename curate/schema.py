@@ -143,6 +143,21 @@ def _castable(have: pl.DataType, want: pl.DataType) -> bool:
     return False
 
 
+def _from_value_messages(frame: pl.LazyFrame, schema: pl.Schema, kind: str, source: str | None) -> tuple[pl.LazyFrame, pl.Schema, list[str]]:
+    """ShareGPT-style conversations (`{from, value}` messages; a samples table's `conversations` column) read as TRL's
+    `{role, content}` messages, as TRL's `maybe_convert_to_chatml` reads them, with a note."""
+    found = [c for c, t in schema.items() if msg.is_from_value(t)]
+    if not found:
+        return frame, schema, []
+    frame = frame.with_columns(msg.from_value_to_role_content(c) for c in found)
+    notes = [f"{', '.join(f'`{c}`' for c in found)} in {source or 'the table'}: ShareGPT messages ({{from, value}}) read as {{role, content}} "
+             f"({', '.join(f'{k} → {v}' for k, v in msg.SHAREGPT_ROLES.items())})"]  # fmt: skip
+    if kind == "samples" and "conversations" in found and not {"messages", "prompt", "response"} & set(schema.names()):
+        frame = frame.rename({"conversations": "messages"})
+        notes.append("`conversations` read as `messages` (the whole conversation; its last turn is the response)")
+    return frame, frame.collect_schema(), notes
+
+
 def _split_messages(frame: pl.LazyFrame, schema: pl.Schema, kind: str, source: str | None) -> tuple[pl.LazyFrame, list]:
     """A `messages` column (a whole conversation, the last turn being the response) becomes `prompt` + `response`."""
     if kind != "samples" or "messages" not in schema:
@@ -195,6 +210,7 @@ def prompts_of(frame: pl.DataFrame) -> pl.Series:
     schema = lazy.collect_schema()
     kind = detect_kind(schema.names())
     try:
+        lazy, schema, _ = _from_value_messages(lazy, schema, kind, None)
         lazy = _extract_implicit_prompt(_split_messages(lazy, schema, kind, None)[0], schema, kind, None)[0]
         return lazy.select("prompt").collect().to_series()
     except (SchemaError, pl.exceptions.PolarsError):
@@ -352,8 +368,10 @@ def check(
     if kind not in SCHEMAS:
         raise SchemaError(f"unknown table kind {kind!r}; expected one of {', '.join(SCHEMAS)}", source=source)
     schema = frame.collect_schema()
+    frame, schema, chatml = _from_value_messages(frame, schema, kind, source)
     frame, checks = _split_messages(frame, schema, kind, source)
     frame, notes = _extract_implicit_prompt(frame, schema, kind, source)
+    notes = [*chatml, *notes]
     if kind == "samples" and "completion" in schema and "response" not in schema and "messages" not in schema:
         frame = frame.rename({"completion": "response"})  # TRL's prompt-completion format
         notes.append(f"`completion` read as `response` in {source or 'the table'} (TRL's prompt-completion format)")

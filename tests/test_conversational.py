@@ -346,3 +346,38 @@ def test_prompt_completion_samples_read_completion_as_the_response(tmp_path, sty
         samples = curate.read(path)
     pairs = curate.pairs(samples, strategy="best-vs-worst").collect()
     assert pairs.select("prompt", "chosen", "rejected").row(0) == (prompt, "4", "5")
+
+
+SHAREGPT = [
+    {"conversations": [{"from": "system", "value": "Be brief."}, {"from": "human", "value": "Sky?"}, {"from": "gpt", "value": "Blue."}],
+     "reward": 1.0},
+    {"conversations": [{"from": "system", "value": "Be brief."}, {"from": "human", "value": "Sky?"}, {"from": "gpt", "value": "Green."}],
+     "reward": 0.0},
+]  # fmt: skip
+
+
+def test_sharegpt_conversations_read_as_trl_messages(tmp_path):
+    # ShareGPT's {from, value} messages, keys renamed as TRL's `maybe_convert_to_chatml` renames them (the reference), and
+    # the speakers human/gpt named user/assistant; the whole conversation splits as a `messages` column does
+    data_utils = pytest.importorskip("trl.data_utils")
+    path = tmp_path / "sharegpt.jsonl"
+    path.write_text("".join(json.dumps(r) + "\n" for r in SHAREGPT))
+    out = tmp_path / "pairs.jsonl"
+    r = curate_cli("pairs", path, "--strategy", "best-vs-worst", "-o", tmp_path / "p.parquet")
+    assert r.returncode == 0, r.stderr
+    said = " ".join(r.stderr.split())
+    assert "ShareGPT messages ({from, value}) read as {role, content} (human → user, gpt → assistant)" in said
+    assert "`conversations` read as `messages`" in said
+    assert curate_cli("export", tmp_path / "p.parquet", "--trl", "-o", out).returncode == 0
+    named = {"human": "user", "gpt": "assistant"}
+    chatml = [[{**m, "role": named.get(m["role"], m["role"])} for m in data_utils.maybe_convert_to_chatml(json.loads(json.dumps(r)))["messages"]]
+              for r in SHAREGPT]  # fmt: skip
+    got = json.loads(out.read_text())
+    assert got["prompt"] == chatml[0][:2] == [{"role": "system", "content": "Be brief."}, {"role": "user", "content": "Sky?"}]
+    assert got["chosen"] == chatml[0][2:] and got["rejected"] == chatml[1][2:]
+    # pairs given as ShareGPT conversations (implicit prompt) read the same way
+    pairs = tmp_path / "sharegpt_pairs.parquet"
+    pl.DataFrame({"chosen": [SHAREGPT[0]["conversations"]], "rejected": [SHAREGPT[1]["conversations"]]}).write_parquet(pairs)
+    assert curate_cli("export", pairs, "--trl", "-o", out).returncode == 0
+    again = json.loads(out.read_text())
+    assert [again[k] for k in ("prompt", "chosen", "rejected")] == [got[k] for k in ("prompt", "chosen", "rejected")]
