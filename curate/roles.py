@@ -11,7 +11,7 @@ import polars as pl
 
 import scorers
 from curate.errors import SchemaError
-from curate.schema import SCHEMAS, SOURCE_ROW
+from curate.schema import SCHEMAS, SOURCE_ROW, rename_hint
 
 ROW = "__row"  # internal: the response's row number in the samples table (deterministic tie-breaks)
 PROMPT_ORDER = "__prompt_order"  # internal: first row number of the prompt (outputs follow input order)
@@ -120,7 +120,5 @@ def require_reward(schema: pl.Schema, problem: str, hint: str = "Run `curate rew
     known = {c.name for c in SCHEMAS["samples"]}
     others = [n for n, t in schema.items() if t.is_float() and n not in known and not n.startswith(("judge_", "__"))]
     if others:
-        name = others[0].replace("'", "''")
-        hint += (f""" If `{others[0]}` holds the rewards, name it `reward`: curate sql 'select * rename ("{name}" as reward) from samples' """
-                 f"""--samples IN -o samples.parquet (in Python, frame.rename({{{others[0]!r}: 'reward'}}))).""")  # fmt: skip
+        hint += f" {rename_hint({others[0]: 'reward'})} (in Python, frame.rename({{{others[0]!r}: 'reward'}}))."
     raise SchemaError(problem, column="reward", hint=hint)

@@ -308,6 +308,20 @@ def blank(c: pl.Expr) -> pl.Expr:
 
 
 _RESPONSE_LISTS = ("responses", "completions", "outputs", "generations")  # what sampling scripts call a row's N responses
+# what other datasets and scripts call the columns curate requires (Alpaca, GSM8K, MATH, sampling dumps), for a hint
+OTHER_NAMES = {"prompt": ("instruction", "question", "query", "problem"), "response": ("output", "generation", "generated_text", "model_output")}
+
+
+def rename_hint(renames: dict[str, str], source: str | None = None, *, python: bool = False) -> str:
+    """How to give columns the names curate reads (`{"score": "reward"}`): the `curate sql` command that renames them
+    (the input `source`, else IN), or in Python the Polars `rename`."""
+    import shlex
+
+    said = " and ".join(f"`{old}` holds the {new}s" if new != "reward" else f"`{old}` holds the rewards" for old, new in renames.items())
+    if python:
+        return f"If {said}, rename: frame.rename({renames!r})."
+    quoted = ", ".join('"' + old.replace('"', '""') + f'" as {new}' for old, new in renames.items())
+    return f"If {said}, rename: curate sql {shlex.quote(f'select * rename ({quoted}) from samples')} --samples {shlex.quote(source or 'IN')} -o samples.parquet"
 
 
 def _responses_list_hint(schema: pl.Schema, source: str | None, python: bool = False) -> str:
@@ -382,6 +396,13 @@ def check(
         hint = f"The file has columns: {', '.join(schema.names()) or '(none)'}."
         if kind == "samples" and "response" in missing:
             hint += _responses_list_hint(schema, source, python)
+        renames = {}
+        for want in missing:
+            found = [n for n in OTHER_NAMES.get(want, ()) if n in schema and (schema[n] == STR or msg.is_messages(schema[n]))]
+            if found:
+                renames[found[0]] = want
+        if renames:
+            hint += " " + rename_hint(renames, source, python=python)
         raise SchemaError(f"missing required column(s) for a `{kind}` table: {', '.join(missing)}", source=source, column=missing[0], hint=hint)
 
     converted: list[pl.Expr] = []

@@ -159,7 +159,7 @@ def test_rewards_under_another_name_get_the_rename(tmp_path):
     pl.DataFrame({"prompt": ["a", "a", "b", "b"], "response": ["x", "y", "p", "q"], "score": [1.0, 2.0, 0.5, 0.1]}).write_parquet(path)
     for command in (["pairs", path, "--strategy", "best-vs-worst"], ["rank", path], ["triplets", path, "--target-model", "policy"]):
         r = curate_cli(*command, "-o", tmp_path / "out.parquet")
-        assert r.returncode == 2 and "If `score` holds the rewards, name it `reward`" in one_line(r), r.stderr
+        assert r.returncode == 2 and "If `score` holds the rewards, rename: curate sql" in one_line(r), r.stderr
     printed = re.search(r"curate sql (.*) -o samples\.parquet", one_line(r))
     import shlex
 
@@ -167,6 +167,24 @@ def test_rewards_under_another_name_get_the_rename(tmp_path):
     assert curate_cli("sql", *args, "-o", "samples.parquet", cwd=tmp_path).returncode == 0
     r = curate_cli("pairs", tmp_path / "samples.parquet", "--strategy", "best-vs-worst", "-o", tmp_path / "p.parquet")
     assert r.returncode == 0 and pl.read_parquet(tmp_path / "p.parquet").select("chosen", "rejected").rows() == [("y", "x"), ("p", "q")]
+
+
+def test_prompts_and_responses_under_other_names_get_the_rename(tmp_path):
+    # GSM8K-style `question`, a sampling script's `output`: the error's command (as printed, with this file) renames them
+    path = tmp_path / "qa.parquet"
+    pl.DataFrame({"question": ["a", "a", "b", "b"], "output": ["x", "y", "p", "q"], "reward": [1.0, 2.0, 0.5, 0.1]}).write_parquet(path)
+    r = curate_cli("pairs", path, "--strategy", "best-vs-worst", "-o", tmp_path / "p.parquet")
+    assert r.returncode == 2 and "If `question` holds the prompts and `output` holds the responses, rename:" in one_line(r), r.stderr
+    import shlex
+
+    printed = re.search(r"curate sql (.*) -o samples\.parquet$", one_line(r))
+    assert curate_cli("sql", *shlex.split(printed.group(1)), "-o", "samples.parquet", cwd=tmp_path).returncode == 0
+    r = curate_cli("pairs", tmp_path / "samples.parquet", "--strategy", "best-vs-worst", "-o", tmp_path / "p.parquet")
+    assert r.returncode == 0 and pl.read_parquet(tmp_path / "p.parquet").select("prompt", "chosen", "rejected").rows() == [("a", "y", "x"), ("b", "p", "q")]
+    with pytest.raises(curate.SchemaError) as err:  # in Python: the Polars rename, which then reads
+        curate.read(path)
+    assert str(err.value).endswith("rename: frame.rename({'question': 'prompt', 'output': 'response'}).")
+    assert curate.validate(pl.scan_parquet(path).rename({"question": "prompt", "output": "response"})).collect().height == 4
 
 # 3. checkpoints are never unpickled ------------------------------------------------------------------------------
 
