@@ -17,7 +17,7 @@ import polars as pl
 import scorers
 from curate.errors import CurateError, SchemaError
 from curate.lineage import Step
-from curate.roles import KEY, PAIR_ORDER, PROMPT_ORDER, ROW, as_role, finish, rank_within, require_reward, shared_columns, with_row_numbers
+from curate.roles import KEY, PAIR_ORDER, PROMPT_ORDER, ROW, as_role, finish, rank_within, require_column, shared_columns, with_row_numbers
 from scorers.dcrm import REF, prob_distance_expr
 
 STRATEGIES = ("best-of-n2", "correct-vs-incorrect", "best-vs-worst", "all")
@@ -149,7 +149,7 @@ def _best_of_n2_dcrm(graded: pl.LazyFrame, k: int, step: Step, *, epsilon: float
 
 def _graded(samples: pl.LazyFrame, step: Step) -> pl.LazyFrame:
     schema = samples.collect_schema()
-    require_reward(schema, "this pairing strategy orders responses by `reward`, which the samples do not have",
+    require_column(schema, "reward", "this pairing strategy orders responses by `reward`, which the samples do not have",
                    "Run `curate reward` to add rewards, or use --strategy correct-vs-incorrect with a `correct` column.")
     step.count("responses with null reward (ungraded)", samples.select(pl.col("reward").is_null().sum()), unit="samples")
     return samples.filter(pl.col("reward").is_not_null())
@@ -212,9 +212,9 @@ def _seeded_order(seed: int) -> pl.Expr:
 
 def _correct_vs_incorrect(samples: pl.LazyFrame, *, k: int, seed: int, step: Step, **params: Any) -> pl.LazyFrame:
     """chosen = a correct response (gold if none), rejected = one from the largest wrong-answer class (FORMULAS A1)."""
-    names = samples.collect_schema().names()
-    if "correct" not in names:
-        raise SchemaError("strategy correct-vs-incorrect needs a `correct` column", column="correct", hint="Run `curate verify` to add it.")
+    schema = samples.collect_schema()
+    require_column(schema, "correct", "strategy correct-vs-incorrect needs a `correct` column", "Run `curate verify` to add it.")
+    names = schema.names()
     step.count("responses with null `correct` (ungraded)", samples.select(pl.col("correct").is_null().sum()), unit="samples")
     rows = samples.filter(pl.col("correct").is_not_null())
     difficulty = scorers.instances(["difficulty"], params)["difficulty"]

@@ -6,7 +6,7 @@ import polars as pl
 
 from curate.errors import CurateError
 from curate.lineage import Step
-from curate.roles import KEY, PROMPT_ORDER, finish, require_reward, with_row_numbers
+from curate.roles import KEY, PROMPT_ORDER, finish, require_column, with_row_numbers
 
 RANKED_ORDER = ("prompt_id", "prompt", "responses", "rewards", "models", "pair_id", "ref_logps", "logps", "n_tokens", "weight")
 _LISTS = {"response": "responses", "reward": "rewards", "model": "models", "ref_logp": "ref_logps", "logp": "logps", "n_tokens": "n_tokens"}
@@ -24,7 +24,7 @@ def rank(samples: pl.LazyFrame, *, min_responses: int = 2, max_responses: int | 
         raise CurateError(f"max_responses ({max_responses}) is below min_responses ({min_responses}).")
     schema = samples.collect_schema()
     names = schema.names()
-    require_reward(schema, "ranking needs a `reward` column")
+    require_column(schema, "reward", "ranking needs a `reward` column", "Run `curate reward` to add rewards.")
     step = step if step is not None else Step("rank")
     rows = with_row_numbers(samples)
     graded = rows.filter(pl.col("reward").is_not_null())

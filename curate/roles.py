@@ -112,13 +112,14 @@ def finish(frame: pl.LazyFrame, order: tuple[str, ...], sort_by: list[str], desc
     return frame.select(first + [c for c in names if c not in first])
 
 
-def require_reward(schema: pl.Schema, problem: str, hint: str = "Run `curate reward` to add rewards.") -> None:
-    """Raise the SchemaError of samples without `reward` (`problem`, `hint`); a number column curate does not know by name
-    may hold the rewards under another name (`score`, `rm_score`, ...), and the hint then says how to name it `reward`."""
-    if "reward" in schema:
+def require_column(schema: pl.Schema, column: str, problem: str, hint: str) -> None:
+    """Raise the SchemaError of samples without `column` (`reward`, `correct`); a column of its type that curate does
+    not know by name may hold it under another name (`score`, `is_correct`, ...), and the hint then says how to rename it."""
+    if column in schema:
         return
-    known = {c.name for c in SCHEMAS["samples"]}
-    others = [n for n, t in schema.items() if t.is_float() and n not in known and not n.startswith(("judge_", "__"))]
+    want = {c.name: c.dtype for c in SCHEMAS["samples"]}
+    others = [n for n, t in schema.items() if (t.is_float() if want[column].is_float() else t == want[column])
+              and n not in want and not n.startswith(("judge_", "__"))]  # fmt: skip
     if others:
-        hint += f" {rename_hint({others[0]: 'reward'})} (in Python, frame.rename({{{others[0]!r}: 'reward'}}))."
-    raise SchemaError(problem, column="reward", hint=hint)
+        hint += f" {rename_hint({others[0]: column})} (in Python, frame.rename({{{others[0]!r}: {column!r}}}))."
+    raise SchemaError(problem, column=column, hint=hint)

@@ -317,7 +317,8 @@ def rename_hint(renames: dict[str, str], source: str | None = None, *, python: b
     (the input `source`, else IN), or in Python the Polars `rename`."""
     import shlex
 
-    said = " and ".join(f"`{old}` holds the {new}s" if new != "reward" else f"`{old}` holds the rewards" for old, new in renames.items())
+    nouns = {"correct": "correctness labels"}
+    said = " and ".join(f"`{old}` holds the {nouns.get(new, new + 's')}" for old, new in renames.items())
     if python:
         return f"If {said}, rename: frame.rename({renames!r})."
     quoted = ", ".join('"' + old.replace('"', '""') + f'" as {new}' for old, new in renames.items())

@@ -6,7 +6,7 @@ import polars as pl
 
 from curate.errors import CurateError
 from curate.lineage import Step
-from curate.roles import KEY, PROMPT_ORDER, TRIPLET_ORDER, as_role, finish, rank_within, require_reward, with_row_numbers
+from curate.roles import KEY, PROMPT_ORDER, TRIPLET_ORDER, as_role, finish, rank_within, require_column, with_row_numbers
 
 REJECTED_FROM = ("target", "any")
 
@@ -47,7 +47,7 @@ def triplets(
         raise CurateError(f"rejected_from must be one of {', '.join(REJECTED_FROM)} (got {rejected_from!r}).")
     schema = samples.collect_schema()
     names = schema.names()
-    require_reward(schema, "WRPO triplets rank responses by `reward`, which the samples do not have")
+    require_column(schema, "reward", "WRPO triplets rank responses by `reward`, which the samples do not have", "Run `curate reward` to add rewards.")
     step = step if step is not None else Step("triplets")
     per_model = samples.group_by("model").agg(pl.len().alias("n"), pl.col("reward").is_not_null().sum().alias("graded")).sort("model")
     step.require("target model", per_model.select(pl.all().implode()), lambda found: _check_target(found, target_model))

@@ -167,6 +167,11 @@ def test_rewards_under_another_name_get_the_rename(tmp_path):
     assert curate_cli("sql", *args, "-o", "samples.parquet", cwd=tmp_path).returncode == 0
     r = curate_cli("pairs", tmp_path / "samples.parquet", "--strategy", "best-vs-worst", "-o", tmp_path / "p.parquet")
     assert r.returncode == 0 and pl.read_parquet(tmp_path / "p.parquet").select("chosen", "rejected").rows() == [("y", "x"), ("p", "q")]
+    graded = tmp_path / "graded.parquet"  # a verifier's `is_correct`: the same for correct-vs-incorrect
+    pl.DataFrame({"prompt": ["a", "a"], "response": ["x", "y"], "is_correct": [True, False]}).write_parquet(graded)
+    r = curate_cli("pairs", graded, "--strategy", "correct-vs-incorrect", "-o", tmp_path / "p.parquet")
+    assert r.returncode == 2 and one_line(r).endswith("""If `is_correct` holds the correctness labels, rename: curate sql 'select * rename ("is_correct" as correct) """
+                                                      """from samples' --samples IN -o samples.parquet (in Python, frame.rename({'is_correct': 'correct'})).""")
 
 
 def test_prompts_and_responses_under_other_names_get_the_rename(tmp_path):
