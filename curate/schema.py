@@ -222,6 +222,9 @@ def _column_checks(col: Column, have: pl.DataType, source: str | None) -> tuple[
     c = pl.col(col.name)
     checks: list[tuple[str, str, pl.Expr]] = []
     exprs: list[pl.Expr] = []
+    if col.conversation and msg.is_message(have):  # one message: a conversation of one turn
+        exprs.append(pl.concat_list(c).alias(col.name))
+        have = pl.List(have)
     if col.conversation and msg.is_messages(have):
         fields = {f.name: f.dtype for f in have.inner.fields}
         if fields["content"] not in (STR, pl.Null):

@@ -381,3 +381,17 @@ def test_sharegpt_conversations_read_as_trl_messages(tmp_path):
     assert curate_cli("export", pairs, "--trl", "-o", out).returncode == 0
     again = json.loads(out.read_text())
     assert [again[k] for k in ("prompt", "chosen", "rejected")] == [got[k] for k in ("prompt", "chosen", "rejected")]
+
+
+def test_a_prompt_given_as_one_message_is_a_conversation_of_one_turn(tmp_path):
+    # a JSON Lines file whose prompt is one {role, content} object, not a list: read as the list of that one message
+    path = tmp_path / "one.jsonl"
+    user = {"role": "user", "content": "Hi"}
+    path.write_text("".join(json.dumps({"prompt": user, "response": r, "reward": w}) + "\n" for r, w in (("Hello", 1), ("Yo", 0))))
+    df = curate.read(path).collect()
+    assert df["prompt"].to_list() == [[user]] * 2
+    assert df["prompt_id"].to_list() == [hashlib.sha1(b'[{"content":"Hi","role":"user"}]').hexdigest()[:16]] * 2  # as the list's
+    out = tmp_path / "pairs.jsonl"
+    assert curate_cli("pairs", path, "--strategy", "best-vs-worst", "-o", out).returncode == 0
+    got = json.loads(out.read_text())
+    assert (got["prompt"], got["chosen"], got["rejected"]) == ([user], [{"role": "assistant", "content": "Hello"}], [{"role": "assistant", "content": "Yo"}])
