@@ -11,7 +11,8 @@ import polars as pl
 
 import scorers
 from curate.errors import SchemaError
-from curate.schema import SCHEMAS, SOURCE_ROW, rename_hint
+from curate.hints import rename_hint
+from curate.schema import SCHEMAS, SOURCE_ROW
 
 ROW = "__row"  # internal: the response's row number in the samples table (deterministic tie-breaks)
 PROMPT_ORDER = "__prompt_order"  # internal: first row number of the prompt (outputs follow input order)
@@ -121,5 +122,5 @@ def require_column(schema: pl.Schema, column: str, problem: str, hint: str) -> N
     others = [n for n, t in schema.items() if (t.is_float() if want[column].is_float() else t == want[column])
               and n not in want and not n.startswith(("judge_", "__"))]  # fmt: skip
     if others:
-        hint += f" {rename_hint({others[0]: column})} (in Python, frame.rename({{{others[0]!r}: {column!r}}}))."
+        hint += " " + rename_hint({others[0]: column}, python=None)
     raise SchemaError(problem, column=column, hint=hint)

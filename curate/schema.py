@@ -14,6 +14,7 @@ import polars as pl
 
 from curate import messages as msg
 from curate.errors import SchemaError, warn
+from curate.hints import NULL_VALUE, OTHER_NAMES, fix_hint, option, rename_hint, responses_list_hint
 from curate.lineage import Step
 
 KINDS = ("samples", "pairs", "triplets", "ranked")
@@ -247,7 +248,7 @@ def _column_checks(col: Column, have: pl.DataType, source: str | None) -> tuple[
     if (col.conversation or col.message) and have == STR:
         checks.append((col.name, _SERIALIZED, serialized_messages(c)))
     if col.not_null:
-        checks.append((col.name, _NULL, c.is_null()))
+        checks.append((col.name, NULL_VALUE, c.is_null()))
     if col.finite and have.is_float():
         checks.append((col.name, "NaN or infinite value", c.is_not_null() & ~c.is_finite()))
     if col.required and isinstance(col.dtype, pl.List):
@@ -310,53 +311,6 @@ def blank(c: pl.Expr) -> pl.Expr:
     return c.is_null() | ~(shown | searched)
 
 
-_RESPONSE_LISTS = ("responses", "completions", "outputs", "generations")  # what sampling scripts call a row's N responses
-# what other datasets and scripts call the columns curate requires (Alpaca, GSM8K, MATH, sampling dumps), for a hint
-OTHER_NAMES = {"prompt": ("instruction", "question", "query", "problem"), "response": ("output", "generation", "generated_text", "model_output")}
-
-
-def rename_hint(renames: dict[str, str], source: str | None = None, *, python: bool = False) -> str:
-    """How to give columns the names curate reads (`{"score": "reward"}`): the `curate sql` command that renames them
-    (the input `source`, else IN), or in Python the Polars `rename`."""
-    import shlex
-
-    nouns = {"correct": "correctness labels"}
-    said = " and ".join(f"`{old}` holds the {nouns.get(new, new + 's')}" for old, new in renames.items())
-    if python:
-        return f"If {said}, rename: frame.rename({renames!r})."
-    quoted = ", ".join('"' + old.replace('"', '""') + f'" as {new}' for old, new in renames.items())
-    return f"If {said}, rename: curate sql {shlex.quote(f'select * rename ({quoted}) from samples')} --samples {shlex.quote(source or 'IN')} -o samples.parquet"
-
-
-def _responses_list_hint(schema: pl.Schema, source: str | None, python: bool = False) -> str:
-    """For a table with one row per prompt and its responses in a list (as many sampling scripts write it): the
-    `curate sql` command (in Python, the Polars `explode`) that makes it one row per response, unnesting the lists that
-    run beside it (`rewards`, ...)."""
-    import shlex
-
-    def texts(t: pl.DataType) -> bool:
-        return isinstance(t, pl.List) and t.inner == STR
-
-    named = [n for n in _RESPONSE_LISTS if n in schema and texts(schema[n])]
-    lists = named or [n for n, t in schema.items() if texts(t) and n not in ("models", "answers")]
-    if len(lists) != 1:
-        return ""
-    unnest = {lists[0]: "response"}
-    for col in SCHEMAS["samples"]:
-        for name in (f"{col.name}s", col.name):  # rewards -> reward; a list where samples hold one value
-            if name in schema and name not in unnest and isinstance(schema[name], pl.List) and not isinstance(col.dtype, pl.List):
-                unnest[name] = col.name
-                break
-    lead = f" `{lists[0]}` holds a list of responses per row; curate reads one row per response. To make it so (the lists " \
-        f"{', '.join(f'`{k}`' for k in unnest)} unnest side by side)"  # fmt: skip
-    if python:
-        return f"{lead}, with the file read as a Polars frame: curate.validate(frame.explode({list(unnest)!r}).rename({unnest!r}))"
-    quoted = {k: '"' + k.replace('"', '""') + '"' for k in unnest}
-    sql = (f"select * exclude ({', '.join(quoted.values())}), " + ", ".join(f"unnest({quoted[k]}) as {v}" for k, v in unnest.items())
-           + " from samples")
-    return f"{lead}: curate sql {shlex.quote(sql)} --samples {shlex.quote(source or 'FILE')} -o samples.parquet"
-
-
 def check(
     frame: pl.LazyFrame,
     kind: str = "samples",
@@ -397,16 +351,18 @@ def check(
     spec = SCHEMAS[kind]
     missing = [c.name for c in spec if c.required and c.name not in schema]
     if missing:
-        hint = f"The file has columns: {', '.join(schema.names()) or '(none)'}."
+        hints = [f"The file has columns: {', '.join(schema.names()) or '(none)'}."]
         if kind == "samples" and "response" in missing:
-            hint += _responses_list_hint(schema, source, python)
+            one_value = [c.name for c in SCHEMAS["samples"] if not isinstance(c.dtype, pl.List)]
+            hints.append(responses_list_hint(schema, one_value, source, python=python))
         renames = {}
         for want in missing:
             found = [n for n in OTHER_NAMES.get(want, ()) if n in schema and (schema[n] == STR or msg.is_messages(schema[n]))]
             if found:
                 renames[found[0]] = want
         if renames:
-            hint += " " + rename_hint(renames, source, python=python)
+            hints.append(rename_hint(renames, source, python=python))
+        hint = " ".join(h for h in hints if h)
         raise SchemaError(f"missing required column(s) for a `{kind}` table: {', '.join(missing)}", source=source, column=missing[0], hint=hint)
 
     converted: list[pl.Expr] = []
@@ -432,7 +388,7 @@ def check(
     given_ids = "prompt_id" in schema and not rehash_prompt_ids
     if "prompt_id" in schema and rehash_prompt_ids:
         frame = frame.rename({"prompt_id": "source_prompt_id"})
-        notes.append(f"prompt_id derived from the prompt text ({_option('--rehash-prompt-ids', python)}); the given ids are kept as `source_prompt_id`")
+        notes.append(f"prompt_id derived from the prompt text ({option('--rehash-prompt-ids', python)}); the given ids are kept as `source_prompt_id`")
     names = frame.collect_schema().names()
     if "prompt_id" not in names:
         frame = frame.with_columns(pl.col("prompt").map_batches(prompt_hash, return_dtype=STR).alias("prompt_id"))
@@ -524,7 +480,7 @@ def check(
         failed = [(i, c) for i, c in enumerate(checks) if row[f"__c{i}"]]
         if failed and not drop_invalid:
             i, (name, problem, _) = failed[0]
-            hint = _hint(name, problem, drop=drop_hint, rehash=rehash_prompt_ids is not None, python=python)
+            hint = fix_hint(name, problem, drop=drop_hint, rehash=rehash_prompt_ids is not None, python=python)
             if problem == _COLLISION:
                 row = {**row, **collision_detail.collect().row(0, named=True)}
                 raise SchemaError(
@@ -538,43 +494,21 @@ def check(
                 for i, (name, problem, _) in failed:
                     step.drop(f"invalid `{name}`: {problem}", row[f"__c{i}"])
             if sum(row[f"__c{i}"] for i, _ in failed) == row["__n"]:
-                raise SchemaError(f"every row is invalid; nothing is left after {_option('--drop-invalid', python)}", source=source)
+                raise SchemaError(f"every row is invalid; nothing is left after {option('--drop-invalid', python)}", source=source)
         n_dup = row.get("__dup") or 0
         if n_dup and step is not None:
             if dedup:
                 step.drop("duplicate (prompt_id, response, model)", n_dup)
             else:
-                how = "`curate ingest --dedup` drops them" if dedup is None and not python else f"pass {_option('--dedup', python)} to drop them"
+                how = "`curate ingest --dedup` drops them" if dedup is None and not python else f"pass {option('--dedup', python)} to drop them"
                 step.warn(f"{n_dup} duplicate (prompt_id, response, model) row(s) in {source or 'the table'}; {how}")
 
     return Checked(frame=out, stats=stats, settle=settle)
 
 
 _COLLISION = "one prompt_id, several prompts"
-_NULL = "null value"
 
 
-def _option(flag: str, python: bool) -> str:
-    """An option as the caller spells it: `--drop-invalid` on the command line, `drop_invalid=True` in Python."""
-    return f"{flag.removeprefix('--').replace('-', '_')}=True" if python else flag
-
-
-def _hint(column: str, problem: str, *, drop: bool, rehash: bool, python: bool = False) -> str:
-    """What to do about rows that fail a check: the options a command offers (`drop`: --drop-invalid, `rehash`: --rehash-prompt-ids),
-    spelled as the caller spells them (`python`: keywords)."""
-    drop_it, rehash_it = _option("--drop-invalid", python), _option("--rehash-prompt-ids", python)
-    dropping = f"pass {drop_it} to drop them (the drops are counted and reported)"
-    if column == "model" and problem == _NULL:
-        remove = 'remove the model column (every response is then from "policy")'
-        return f"Fill in the models, {remove}, or pass {drop_it} to drop these rows." if drop else f"Fill in the models, or {remove}."
-    if column != "prompt_id":
-        return f"Fix these rows, or {dropping}." if drop else "Fix these rows."
-    fix = "Fill in the ids" if problem == _NULL else "Fix the ids"
-    derive = f"pass {rehash_it} to derive prompt_id from the prompt text" if rehash else \
-        "remove the prompt_id column (curate then derives it from the prompt text)"  # fmt: skip
-    if problem == _NULL and drop:
-        return f"{fix}, {derive}, or pass {drop_it} to drop these rows."
-    return f"{fix}, or {derive}."
 _PROMPT_HASH, _KEY_HASH = "__prompt_hash", "__key_hash"  # per-row hashes for the checks across rows (internal columns)
 
 
