@@ -238,6 +238,12 @@ def _column_checks(col: Column, have: pl.DataType, source: str | None) -> tuple[
         exprs.append(pl.col(col.name).alias(tmp))
         exprs.append(msg.message_text(col.name, have))
         have = STR
+    if have == STR and (col.dtype.is_float() or col.dtype.is_integer()):  # numbers written as text ("0.5" in JSON)
+        text = pl.col(f"{_ORIG}{col.name}").str.strip_chars()
+        exprs.append(c.alias(f"{_ORIG}{col.name}"))
+        exprs.append(c.str.strip_chars().cast(col.dtype, strict=False))
+        checks.append((col.name, f"text that is not {'a number' if col.dtype.is_float() else 'an integer'}", (text != "") & c.is_null()))
+        have = col.dtype
     if have != col.dtype:
         if not _castable(have, col.dtype):
             expected = f"{col.dtype} or a list of {{role, content}} messages" if col.conversation else str(col.dtype)
@@ -375,6 +381,8 @@ def check(
             notes.append(f"`{col.name}` holds {have} values in {source or 'the table'}; read as text")
             have = STR
             schema = pl.Schema({**schema, col.name: STR})
+        if have == STR and (col.dtype.is_float() or col.dtype.is_integer()):
+            notes.append(f"`{col.name}` holds text in {source or 'the table'}; read as numbers (blank text as null)")
         col_checks, exprs = _column_checks(col, have, source)
         checks += col_checks
         converted += exprs

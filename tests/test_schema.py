@@ -37,8 +37,8 @@ def test_lossless_casts(tmp_path):
 
 
 def test_type_that_cannot_be_cast(tmp_path):
-    path = write_parquet(tmp_path, "s.parquet", {"prompt": ["p"], "response": ["r"], "reward": ["high"]})
-    with pytest.raises(curate.SchemaError, match=r"s\.parquet.*type String, expected Float64.*`reward`"):
+    path = write_parquet(tmp_path, "s.parquet", {"prompt": ["p"], "response": ["r"], "reward": [[0.5]]})  # text: see below
+    with pytest.raises(curate.SchemaError, match=r"s\.parquet.*type List\(Float64\), expected Float64.*`reward`"):
         curate.read(path)
 
 
@@ -250,3 +250,24 @@ def test_a_clean_table_or_a_step_gets_no_python_warning(tmp_path):
         step = Step("read")
         curate.load(dup, step=step).frame.collect()
     assert step.warnings and "1 duplicate" in step.warnings[0]
+
+
+def test_numbers_written_as_text_are_read_as_numbers_and_other_text_is_a_row_error(tmp_path):
+    # JSON Lines from a script that quoted its rewards: "0.5" is 0.5, blank text is an ungraded (null) reward, "high" is
+    # an error naming the row; the same for an integer column
+    path = tmp_path / "quoted.jsonl"
+    rows = [("x", "0.5", "12"), ("y", " 2 ", "3"), ("z", "", " "), ("w", "1e-1", "7")]
+    path.write_text("".join(f'{{"prompt": "p", "response": "{r}", "reward": "{w}", "n_tokens": "{n}"}}\n' for r, w, n in rows))
+    with pytest.warns(curate.CurateWarning) as told:
+        df = curate.read(path).collect()
+    assert df["reward"].to_list() == [0.5, 2.0, None, 0.1] and df["n_tokens"].to_list() == [12, 3, None, 7]
+    assert df.schema["reward"] == pl.Float64 and df.schema["n_tokens"] == pl.Int64
+    assert f"`reward` holds text in {path}; read as numbers (blank text as null)" in [str(w.message) for w in told]
+    bad = tmp_path / "bad.jsonl"
+    bad.write_text('{"prompt": "p", "response": "x", "reward": "0.5"}\n{"prompt": "p", "response": "y", "reward": "high"}\n')
+    with pytest.raises(curate.SchemaError) as err:
+        curate.read(bad)
+    assert str(err.value).startswith(f"{bad}: text that is not a number; column `reward`; 1 row(s); first rows (0-based): 1.")
+    bad.write_text('{"prompt": "p", "response": "x", "n_tokens": "1.5"}\n')
+    with pytest.raises(curate.SchemaError, match="text that is not an integer; column `n_tokens`"):
+        curate.read(bad)
