@@ -238,11 +238,15 @@ def _column_checks(col: Column, have: pl.DataType, source: str | None) -> tuple[
         exprs.append(pl.col(col.name).alias(tmp))
         exprs.append(msg.message_text(col.name, have))
         have = STR
-    if have == STR and (col.dtype.is_float() or col.dtype.is_integer()):  # numbers written as text ("0.5" in JSON)
+    if have == STR and _read_from_text(col.dtype):  # numbers and flags written as text ("0.5", "true" in JSON)
         text = pl.col(f"{_ORIG}{col.name}").str.strip_chars()
         exprs.append(c.alias(f"{_ORIG}{col.name}"))
-        exprs.append(c.str.strip_chars().cast(col.dtype, strict=False))
-        checks.append((col.name, f"text that is not {'a number' if col.dtype.is_float() else 'an integer'}", (text != "") & c.is_null()))
+        if col.dtype == BOOL:
+            exprs.append(c.str.strip_chars().str.to_lowercase().replace_strict(_FLAGS, default=None, return_dtype=BOOL))
+        else:
+            exprs.append(c.str.strip_chars().cast(col.dtype, strict=False))
+        kind_of = "true/false" if col.dtype == BOOL else "a number" if col.dtype.is_float() else "an integer"
+        checks.append((col.name, f"text that is not {kind_of}", (text != "") & c.is_null()))
         have = col.dtype
     if have != col.dtype:
         if not _castable(have, col.dtype):
@@ -283,6 +287,14 @@ class Checked:
 _SPACES = r"\s\u00A0\u1680\u180E\u2000-\u200F\u2028-\u202F\u205F-\u2064\u3000\uFEFF"  # whitespace, no-break and zero-width spaces
 NOT_SPACE = f"[^{_SPACES}]"
 _CASTS_TO_TEXT = ("prompt_id", "answer", "gold", "model")  # integer ids/answers read as numbers: cast to text, losslessly
+_FLAGS = {"true": True, "false": False, "1": True, "0": False}  # a flag written as text, in lower case
+
+
+def _read_from_text(dtype: pl.DataType) -> bool:
+    """Whether a column of this type written as text is read from it (numbers, flags) rather than refused."""
+    return dtype.is_float() or dtype.is_integer() or dtype == BOOL
+
+
 _FLOATS_TO_TEXT = ("answer", "gold")  # a numeric answer written as a JSON number or stored as a float (0.5 → "0.5")
 
 
@@ -381,8 +393,9 @@ def check(
             notes.append(f"`{col.name}` holds {have} values in {source or 'the table'}; read as text")
             have = STR
             schema = pl.Schema({**schema, col.name: STR})
-        if have == STR and (col.dtype.is_float() or col.dtype.is_integer()):
-            notes.append(f"`{col.name}` holds text in {source or 'the table'}; read as numbers (blank text as null)")
+        if have == STR and _read_from_text(col.dtype):
+            what = "true/false (also 1/0)" if col.dtype == BOOL else "numbers"
+            notes.append(f"`{col.name}` holds text in {source or 'the table'}; read as {what} (blank text as null)")
         col_checks, exprs = _column_checks(col, have, source)
         checks += col_checks
         converted += exprs

@@ -271,3 +271,10 @@ def test_numbers_written_as_text_are_read_as_numbers_and_other_text_is_a_row_err
     bad.write_text('{"prompt": "p", "response": "x", "n_tokens": "1.5"}\n')
     with pytest.raises(curate.SchemaError, match="text that is not an integer; column `n_tokens`"):
         curate.read(bad)
+    flags = tmp_path / "flags.jsonl"  # a verifier's flags as text: true/false in any case, 1/0
+    flags.write_text("".join(f'{{"prompt": "p", "response": "{i}", "correct": "{v}"}}\n' for i, v in enumerate(["True", "false", " 1", "0", ""])))
+    with pytest.warns(curate.CurateWarning, match=r"`correct` holds text .*; read as true/false \(also 1/0\)"):
+        assert curate.read(flags).collect()["correct"].to_list() == [True, False, True, False, None]
+    flags.write_text('{"prompt": "p", "response": "x", "correct": "yes"}\n')
+    with pytest.raises(curate.SchemaError, match="text that is not true/false; column `correct`"):
+        curate.read(flags)
