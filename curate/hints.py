@@ -3,16 +3,16 @@ the `curate sql` command (in Python, the Polars call) that reshapes a common lay
 
 from __future__ import annotations
 
-import shlex
 from collections.abc import Iterable
 
 import polars as pl
+
+from scorers.errors import ident, rename_hint, sql_command  # noqa: F401 (rename_hint: beside SchemaError, for the scorers too)
 
 NULL_VALUE = "null value"  # the problem of a null in a column that must have a value
 RESPONSE_LISTS = ("responses", "completions", "outputs", "generations")  # what sampling scripts call a row's N responses
 # what other datasets and scripts call the columns curate requires (Alpaca, GSM8K, MATH, sampling dumps)
 OTHER_NAMES = {"prompt": ("instruction", "question", "query", "problem"), "response": ("output", "generation", "generated_text", "model_output")}
-_NOUNS = {"correct": "correctness labels"}
 
 
 def option(flag: str, python: bool) -> str:
@@ -38,26 +38,6 @@ def fix_hint(column: str, problem: str, *, drop: bool, rehash: bool, python: boo
     return f"{fix}, or {derive}."
 
 
-def _ident(name: str) -> str:
-    return '"' + name.replace('"', '""') + '"'
-
-
-def _sql_command(sql: str, source: str | None) -> str:
-    """`curate sql` running `sql` over the file `source` (else IN) as the view `samples`, as a shell line."""
-    return f"curate sql {shlex.quote(sql)} --samples {shlex.quote(source or 'IN')} -o samples.parquet"
-
-
-def rename_hint(renames: dict[str, str], source: str | None = None, *, python: bool | None = False) -> str:
-    """How to give columns the names curate reads (`{"score": "reward"}`): the `curate sql` command that renames them,
-    or in Python (`python`; None: both) the Polars `rename`."""
-    said = " and ".join(f"`{old}` holds the {_NOUNS.get(new, new + 's')}" for old, new in renames.items())
-    in_python = f"frame.rename({renames!r})"
-    if python:
-        return f"If {said}, rename: {in_python}."
-    command = _sql_command(f"select * rename ({', '.join(f'{_ident(old)} as {new}' for old, new in renames.items())}) from samples", source)
-    return f"If {said}, rename: {command}" + (f" (in Python, {in_python})." if python is None else "")
-
-
 def responses_list_hint(schema: pl.Schema, one_value: Iterable[str], source: str | None = None, *, python: bool = False) -> str:
     """For a table with one row per prompt and its responses in a list (as many sampling scripts write it): the command
     that makes it one row per response (in Python, the Polars `explode`), unnesting beside it the lists of the samples'
@@ -79,5 +59,5 @@ def responses_list_hint(schema: pl.Schema, one_value: Iterable[str], source: str
             f"{', '.join(f'`{k}`' for k in unnest)} unnest side by side)")  # fmt: skip
     if python:
         return f"{lead}, with the file read as a Polars frame: curate.validate(frame.explode({list(unnest)!r}).rename({unnest!r}))"
-    sql = f"select * exclude ({', '.join(map(_ident, unnest))}), {', '.join(f'unnest({_ident(k)}) as {v}' for k, v in unnest.items())} from samples"
-    return f"{lead}: {_sql_command(sql, source)}"
+    sql = f"select * exclude ({', '.join(map(ident, unnest))}), {', '.join(f'unnest({ident(k)}) as {v}' for k, v in unnest.items())} from samples"
+    return f"{lead}: {sql_command(sql, source)}"

@@ -15,7 +15,7 @@ from typing import Any, ClassVar
 
 import polars as pl
 
-from scorers.errors import CurateError, SchemaError
+from scorers.errors import CurateError, SchemaError, rename_hint
 
 ENTRY_POINT_GROUP = "curate.scorers"
 LEVELS = ("response", "prompt", "pair")
@@ -71,7 +71,7 @@ class Scorer:
             raise SchemaError(
                 f"scorer `{self.name}` needs column(s) {', '.join(missing)}",
                 column=missing[0],
-                hint=_hint(missing),
+                hint=_hint(missing, frame.collect_schema()),
             )
 
     def score(self, frame: pl.LazyFrame) -> pl.LazyFrame:  # pragma: no cover - abstract
@@ -104,7 +104,9 @@ class Scorer:
         return self.score(frame)
 
 
-def _hint(missing: list[str]) -> str:
+def _hint(missing: list[str], schema: pl.Schema) -> str:
+    """The commands that add the missing columns; and where a number column holds a pair's rewards under another name
+    (`score_chosen`, as UltraFeedback has it), how to rename it."""
     tips = []
     for col in missing:
         base = col.removeprefix("chosen_").removeprefix("rejected_").removeprefix("ref_chosen_").removeprefix("ref_rejected_")
@@ -113,7 +115,15 @@ def _hint(missing: list[str]) -> str:
             base = "ref_logp"
         if base in PRODUCED_BY:
             tips.append(f"run {PRODUCED_BY[base]} to add {base}")
-    return ("Hint: " + "; ".join(dict.fromkeys(tips)) + ".") if tips else ""
+    hint = ("Hint: " + "; ".join(dict.fromkeys(tips)) + ".") if tips else ""
+    renames = {}
+    for col in missing:
+        role, sep, what = col.rpartition("_")
+        if sep and what == "reward" and role in ("chosen", "rejected", "chosen_target"):
+            found = [n for w in ("score", "rating") for n in (f"{w}_{role}", f"{role}_{w}") if n in schema and schema[n].is_numeric()]
+            if found:
+                renames[found[0]] = col
+    return f"{hint} {rename_hint(renames, python=None, view='pairs')}".strip() if renames else hint
 
 
 _REGISTRY: dict[str, type[Scorer]] = {}

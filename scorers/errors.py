@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import shlex
 from collections.abc import Sequence
 
 
@@ -52,3 +53,29 @@ class SchemaError(CurateError):
         if self.hint:
             msg += f" {self.hint}"
         return msg
+
+
+# --- how to rename columns: the hint an error gives when a column curate needs is there under another name ---------
+
+_NOUNS = {"correct": "correctness labels"}
+
+
+def ident(name: str) -> str:
+    """A SQL identifier, quoted."""
+    return '"' + name.replace('"', '""') + '"'
+
+
+def sql_command(sql: str, source: str | None, view: str = "samples") -> str:
+    """`curate sql` running `sql` over the file `source` (else IN) registered as `view`, as a shell line."""
+    return f"curate sql {shlex.quote(sql)} --{view} {shlex.quote(source or 'IN')} -o {view}.parquet"
+
+
+def rename_hint(renames: dict[str, str], source: str | None = None, *, python: bool | None = False, view: str = "samples") -> str:
+    """How to give columns the names curate reads (`{"score": "reward"}`): the `curate sql` command that renames them in
+    the `view` table, or in Python (`python`; None: both) the Polars `rename`."""
+    said = " and ".join(f"`{old}` holds the {_NOUNS.get(new, new.replace('_', ' ') + 's')}" for old, new in renames.items())
+    in_python = f"frame.rename({renames!r})"
+    if python:
+        return f"If {said}, rename: {in_python}."
+    command = sql_command(f"select * rename ({', '.join(f'{ident(old)} as {new}' for old, new in renames.items())}) from {view}", source, view)
+    return f"If {said}, rename: {command}" + (f" (in Python, {in_python})." if python is None else "")

@@ -191,6 +191,23 @@ def test_prompts_and_responses_under_other_names_get_the_rename(tmp_path):
     assert str(err.value).endswith("rename: frame.rename({'question': 'prompt', 'output': 'response'}).")
     assert curate.validate(pl.scan_parquet(path).rename({"question": "prompt", "output": "response"})).collect().height == 4
 
+
+def test_pair_rewards_under_other_names_get_the_rename(tmp_path):
+    # HuggingFaceH4/ultrafeedback_binarized's layout: conversations in chosen/rejected, rewards as score_chosen/score_rejected
+    user, bot = ({"role": r, "content": c} for r, c in (("user", "Sky?"), ("assistant", "")))
+    path = tmp_path / "ufb.parquet"
+    pl.DataFrame({"prompt": ["Sky?"], "chosen": [[user, {**bot, "content": "Blue."}]], "rejected": [[user, {**bot, "content": "Red."}]],
+                  "score_chosen": [9.0], "score_rejected": [2.5]}).write_parquet(path)  # fmt: skip
+    r = curate_cli("score", path, "--scorer", "reward_margin", "-o", tmp_path / "s.parquet")
+    assert r.returncode == 2 and "If `score_chosen` holds the chosen rewards and `score_rejected` holds the rejected rewards, rename:" in one_line(r)
+    printed = re.search(r"curate sql (.*) -o pairs\.parquet", one_line(r))
+    import shlex
+
+    args = [str(path) if a == "IN" else a for a in shlex.split(printed.group(1))]
+    assert curate_cli("sql", *args, "-o", "pairs.parquet", cwd=tmp_path).returncode == 0
+    r = curate_cli("score", tmp_path / "pairs.parquet", "--scorer", "reward_margin", "-o", tmp_path / "s.parquet")
+    assert r.returncode == 0 and pl.read_parquet(tmp_path / "s.parquet")["reward_margin"].to_list() == [6.5]
+
 # 3. checkpoints are never unpickled ------------------------------------------------------------------------------
 
 
