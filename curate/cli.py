@@ -415,11 +415,11 @@ def score(
         def build(frame, step):
             # whole-table statistics (z-scores' moments) first, from the columns they read: the scored table then streams
             known = None if per_prompt else statistics_pass(frame, scorer, params)
-            return score_table(frame, scorer, per_prompt=per_prompt, statistics=known, **params)
+            return score_table(frame, scorer, per_prompt=per_prompt, statistics=known, step=step, **params)
 
         step_cli("score", {"scorers": scorer, "per_prompt": per_prompt, **params}, table_path, None, build, output, fmt, drop_invalid=drop_invalid,
                  split=split, uses=columns_used(scorer) if per_prompt else None, ray=ray, phases=score_phases(scorer, params) if ray else None,
-                 ray_build=lambda f, s, known: score_table(f, scorer, per_prompt=per_prompt, statistics=known.get("scorers"), **params))  # fmt: skip
+                 ray_build=lambda f, s, known: score_table(f, scorer, per_prompt=per_prompt, statistics=known.get("scorers"), step=s, **params))  # fmt: skip
 
 
 @app.command()

@@ -8,16 +8,25 @@ import polars as pl
 
 import scorers
 from curate.errors import CurateError
+from curate.lineage import Step
 
 
 def score_table(frame: pl.LazyFrame, names: list[str], *, per_prompt: bool = False, statistics: dict[str, Any] | None = None,
-                **params: Any) -> pl.LazyFrame:  # fmt: skip
+                step: Step | None = None, **params: Any) -> pl.LazyFrame:  # fmt: skip
     """Run the scorers `names`; with `per_prompt`, keep one row per prompt (prompt_id, prompt, prompt-level columns).
 
-    `statistics`: whole-table values of the scorers that need them, computed elsewhere (`score_phases`).
+    `statistics`: whole-table values of the scorers that need them, computed elsewhere (`score_phases`). With
+    `per_prompt`, the samples a prompt-level scorer leaves out of its counts (a null `correct`: ungraded) are
+    counted on `step`, in the same execution as the output.
     """
     if not per_prompt:
         return scorers.score(frame, names, statistics=statistics, **params)
+    if step is not None:
+        have = frame.collect_schema().names()
+        for name in names:
+            cls = scorers.registry()[name]
+            for col in [c for c in cls.requires if c != "prompt_id" and c in have] if cls.level == "prompt" else []:
+                step.count(f"responses with null `{col}` (ungraded), not counted by {name}", frame.select(pl.col(col).null_count()), unit="samples")
     prompt_level = [c for n in names if scorers.registry()[n].level == "prompt" for c in scorers.registry()[n].produces]
     if not prompt_level:
         raise CurateError(f"--per-prompt needs a prompt-level scorer; {', '.join(names)} score responses or pairs.")

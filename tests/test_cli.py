@@ -233,3 +233,15 @@ def test_score_difficulty_on_game24_one_weight_per_prompt(tmp_path):
     full = tmp_path / "rows.parquet"
     assert curate_cli("score", GAME24, "--scorer", "difficulty", "-o", full).returncode == 0
     assert pl.read_parquet(full).height == 20_000
+
+
+def test_score_per_prompt_counts_the_ungraded_responses(tmp_path):
+    # difficulty's N counts graded responses only: the per-prompt summary says how many it left out, as `pairs` does
+    path = tmp_path / "s.parquet"
+    pl.DataFrame({"prompt": ["a"] * 4 + ["b"] * 3, "response": list("xyzwpqr"), "correct": [True, False, None, False, None, None, True],
+                  "answer": ["1", "2", None, "2", "3", "4", "5"]}).write_parquet(path)  # fmt: skip
+    r = curate_cli("score", path, "--scorer", "difficulty", "--per-prompt", "-o", tmp_path / "w.parquet")
+    assert r.returncode == 0 and "dropped (samples): responses with null `correct` (ungraded), not counted by difficulty │ 3" in " ".join(r.stderr.split())
+    assert pl.read_parquet(tmp_path / "w.parquet").select("n_samples", "n_correct", "n_wrong_mode").rows() == [(3, 1, 2), (1, 1, 0)]  # by hand
+    r = curate_cli("score", GAME24, "--scorer", "difficulty", "--per-prompt", "-o", tmp_path / "g.parquet")
+    assert r.returncode == 0 and "ungraded" not in r.stderr  # every game24 response is graded
