@@ -31,7 +31,6 @@ def is_message(dtype: pl.DataType) -> bool:
     return isinstance(dtype, pl.Struct) and {"role", "content"} <= {f.name for f in dtype.fields}
 
 
-
 SHAREGPT_ROLES = {"human": "user", "gpt": "assistant"}  # ShareGPT's speaker names for TRL's roles; others are kept
 
 
@@ -48,6 +47,7 @@ def from_value_to_role_content(column: str) -> pl.Expr:
     m = pl.element()
     role = m.struct.field("from").replace(SHAREGPT_ROLES)
     return pl.col(column).list.eval(pl.struct(role.alias("role"), m.struct.field("value").cast(pl.String).alias("content"))).alias(column)
+
 
 def style_of(schema: pl.Schema) -> str:
     """`conversational` when the prompt column holds messages, else `standard`."""

@@ -287,15 +287,13 @@ class Checked:
 _SPACES = r"\s\u00A0\u1680\u180E\u2000-\u200F\u2028-\u202F\u205F-\u2064\u3000\uFEFF"  # whitespace, no-break and zero-width spaces
 NOT_SPACE = f"[^{_SPACES}]"
 _CASTS_TO_TEXT = ("prompt_id", "answer", "gold", "model")  # integer ids/answers read as numbers: cast to text, losslessly
+_FLOATS_TO_TEXT = ("answer", "gold")  # a numeric answer written as a JSON number or stored as a float (0.5 → "0.5")
 _FLAGS = {"true": True, "false": False, "1": True, "0": False}  # a flag written as text, in lower case
 
 
 def _read_from_text(dtype: pl.DataType) -> bool:
     """Whether a column of this type written as text is read from it (numbers, flags) rather than refused."""
     return dtype.is_float() or dtype.is_integer() or dtype == BOOL
-
-
-_FLOATS_TO_TEXT = ("answer", "gold")  # a numeric answer written as a JSON number or stored as a float (0.5 → "0.5")
 
 
 _SERIALIZED = ("a message written as JSON text (in JSON Lines, a column whose rows mix text and messages is read as text); "

@@ -21,22 +21,22 @@ def score_table(frame: pl.LazyFrame, names: list[str], *, per_prompt: bool = Fal
     """
     if not per_prompt:
         return scorers.score(frame, names, statistics=statistics, **params)
-    if step is not None:
-        have = frame.collect_schema().names()
-        for name in names:
-            cls = scorers.registry()[name]
-            for col in [c for c in cls.requires if c != "prompt_id" and c in have] if cls.level == "prompt" else []:
-                step.count(f"responses with null `{col}` (ungraded), not counted by {name}", frame.select(pl.col(col).null_count()), unit="samples")
-    prompt_level = [c for n in names if scorers.registry()[n].level == "prompt" for c in scorers.registry()[n].produces]
+    prompt_scorers = {n: scorers.registry()[n] for n in names if scorers.registry()[n].level == "prompt"}
+    prompt_level = [c for cls in prompt_scorers.values() for c in cls.produces]
     if not prompt_level:
         raise CurateError(f"--per-prompt needs a prompt-level scorer; {', '.join(names)} score responses or pairs.")
-    keep = ["prompt"] if "prompt" in frame.collect_schema().names() else []
+    have = frame.collect_schema().names()
+    for name, cls in prompt_scorers.items() if step is not None else ():
+        for col in cls.requires:
+            if col != "prompt_id" and col in have:
+                step.count(f"responses with null `{col}` (ungraded), not counted by {name}", frame.select(pl.col(col).null_count()), unit="samples")
+    keep = ["prompt"] if "prompt" in have else []
     found = scorers.instances(names, params)
     for s in found.values():
         s.check(frame)
     tables = [s.prompt_table(frame) if s.level == "prompt" else None for s in found.values()]
     if all(t is not None for t in tables):  # every scorer gives its prompt table directly: group-bys, no per-row columns
-        if "__row" not in frame.collect_schema().names():
+        if "__row" not in have:
             frame = frame.with_row_index("__row")
         out = frame.group_by("prompt_id").agg(pl.col("__row").min(), *[pl.col(c).first() for c in keep])
         for table in tables:

@@ -65,13 +65,13 @@ class Scorer:
 
     def check(self, frame: pl.LazyFrame) -> None:
         """Raise SchemaError naming the missing `requires` columns and the command that adds them."""
-        have = set(frame.collect_schema().names())
-        missing = [c for c in self.requires if c not in have]
+        schema = frame.collect_schema()
+        missing = [c for c in self.requires if c not in schema]
         if missing:
             raise SchemaError(
                 f"scorer `{self.name}` needs column(s) {', '.join(missing)}",
                 column=missing[0],
-                hint=_hint(missing, frame.collect_schema()),
+                hint=_hint(missing, schema),
             )
 
     def score(self, frame: pl.LazyFrame) -> pl.LazyFrame:  # pragma: no cover - abstract

@@ -5,7 +5,9 @@ from __future__ import annotations
 import json
 import os
 import re
+import shlex
 import subprocess
+from pathlib import Path
 
 import polars as pl
 import pytest
@@ -18,6 +20,14 @@ from test_cli import curate_cli
 
 def one_line(r: subprocess.CompletedProcess) -> str:
     return " ".join(r.stderr.split())
+
+
+def run_printed_sql(r: subprocess.CompletedProcess, view: str, source: Path, cwd: Path) -> subprocess.CompletedProcess:
+    """Run the `curate sql ... -o VIEW.parquet` command an error printed, as printed (IN: the file it was about), in `cwd`."""
+    printed = re.search(rf"curate sql (.*) -o {view}\.parquet", one_line(r))
+    assert printed is not None, one_line(r)
+    args = [str(source) if a == "IN" else a for a in shlex.split(printed.group(1))]
+    return curate_cli("sql", *args, "-o", f"{view}.parquet", cwd=cwd)
 
 
 # 1. an existing output folder is never wiped -----------------------------------------------------------------
@@ -136,9 +146,7 @@ def test_responses_in_a_list_per_prompt_get_a_command_that_works(tmp_path):
     assert r.returncode == 2 and "`responses` holds a list of responses per row" in one_line(r), r.stderr
     printed = re.search(r"curate sql (.*) -o samples\.parquet$", one_line(r))
     assert printed is not None and "tags" not in printed.group(1)  # a list that does not run beside the responses stays as it is
-    import shlex
-
-    assert curate_cli("sql", *shlex.split(printed.group(1)), "-o", "samples.parquet", cwd=tmp_path).returncode == 0
+    assert run_printed_sql(r, "samples", path, tmp_path).returncode == 0
     samples = pl.read_parquet(tmp_path / "samples.parquet")
     assert samples.select("prompt", "response", "reward").rows() == [("a", "x", 1.0), ("a", "y", 3.0), ("a", "z", 2.0), ("b", "p", 0.5), ("b", "q", 0.1)]
     assert samples["tags"].to_list() == [["t1"]] * 3 + [["t2", "t3"]] * 2
@@ -160,11 +168,7 @@ def test_rewards_under_another_name_get_the_rename(tmp_path):
     for command in (["pairs", path, "--strategy", "best-vs-worst"], ["rank", path], ["triplets", path, "--target-model", "policy"]):
         r = curate_cli(*command, "-o", tmp_path / "out.parquet")
         assert r.returncode == 2 and "If `score` holds the rewards, rename: curate sql" in one_line(r), r.stderr
-    printed = re.search(r"curate sql (.*) -o samples\.parquet", one_line(r))
-    import shlex
-
-    args = [str(path) if a == "IN" else a for a in shlex.split(printed.group(1))]
-    assert curate_cli("sql", *args, "-o", "samples.parquet", cwd=tmp_path).returncode == 0
+    assert run_printed_sql(r, "samples", path, tmp_path).returncode == 0
     r = curate_cli("pairs", tmp_path / "samples.parquet", "--strategy", "best-vs-worst", "-o", tmp_path / "p.parquet")
     assert r.returncode == 0 and pl.read_parquet(tmp_path / "p.parquet").select("chosen", "rejected").rows() == [("y", "x"), ("p", "q")]
     graded = tmp_path / "graded.parquet"  # a verifier's `is_correct`: the same for correct-vs-incorrect
@@ -180,10 +184,7 @@ def test_prompts_and_responses_under_other_names_get_the_rename(tmp_path):
     pl.DataFrame({"question": ["a", "a", "b", "b"], "output": ["x", "y", "p", "q"], "reward": [1.0, 2.0, 0.5, 0.1]}).write_parquet(path)
     r = curate_cli("pairs", path, "--strategy", "best-vs-worst", "-o", tmp_path / "p.parquet")
     assert r.returncode == 2 and "If `question` holds the prompts and `output` holds the responses, rename:" in one_line(r), r.stderr
-    import shlex
-
-    printed = re.search(r"curate sql (.*) -o samples\.parquet$", one_line(r))
-    assert curate_cli("sql", *shlex.split(printed.group(1)), "-o", "samples.parquet", cwd=tmp_path).returncode == 0
+    assert run_printed_sql(r, "samples", path, tmp_path).returncode == 0
     r = curate_cli("pairs", tmp_path / "samples.parquet", "--strategy", "best-vs-worst", "-o", tmp_path / "p.parquet")
     assert r.returncode == 0 and pl.read_parquet(tmp_path / "p.parquet").select("prompt", "chosen", "rejected").rows() == [("a", "y", "x"), ("b", "p", "q")]
     with pytest.raises(curate.SchemaError) as err:  # in Python: the Polars rename, which then reads
@@ -200,11 +201,7 @@ def test_pair_rewards_under_other_names_get_the_rename(tmp_path):
                   "score_chosen": [9.0], "score_rejected": [2.5]}).write_parquet(path)  # fmt: skip
     r = curate_cli("score", path, "--scorer", "reward_margin", "-o", tmp_path / "s.parquet")
     assert r.returncode == 2 and "If `score_chosen` holds the chosen rewards and `score_rejected` holds the rejected rewards, rename:" in one_line(r)
-    printed = re.search(r"curate sql (.*) -o pairs\.parquet", one_line(r))
-    import shlex
-
-    args = [str(path) if a == "IN" else a for a in shlex.split(printed.group(1))]
-    assert curate_cli("sql", *args, "-o", "pairs.parquet", cwd=tmp_path).returncode == 0
+    assert run_printed_sql(r, "pairs", path, tmp_path).returncode == 0
     r = curate_cli("score", tmp_path / "pairs.parquet", "--scorer", "reward_margin", "-o", tmp_path / "s.parquet")
     assert r.returncode == 0 and pl.read_parquet(tmp_path / "s.parquet")["reward_margin"].to_list() == [6.5]
 
